@@ -1,0 +1,53 @@
+"""ament_python / pip setup for segmentation_ros.
+
+The same file serves ``colcon build`` in a ROS 2 workspace and ``pip install -e .[test]`` on a
+machine without ROS. ``config/`` and ``launch/`` are installed under ``share/segmentation_ros`` in
+both cases, which is where :mod:`segmentation_ros.paths` looks for them.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "segmentation_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        ("share/" + package_name + "/config/labels", glob("config/labels/*.yaml")),
+        ("share/" + package_name + "/models", glob("models/*.pt") + glob("models/*.md")),
+        ("share/" + package_name + "/worlds", glob("worlds/*.sdf")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.23",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6",
+        "rosbags>=0.10",
+        "tqdm>=4.60",
+        "pycocotools>=2.0.7",
+        "torchmetrics>=1.2",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "catkin_pkg>=1.0", "ruff>=0.4"],
+    },
+    zip_safe=True,
+    maintainer="segmentation_ros developers",
+    maintainer_email="segmentation-ros@example.org",
+    description="GPU semantic, instance and panoptic segmentation for ROS 2, with an offline rosbag2 processor.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "segmentation-ros = segmentation_ros.cli:main",
+            "segmentation_node = segmentation_ros.node:main",
+        ],
+    },
+)
