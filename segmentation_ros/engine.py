@@ -1,0 +1,525 @@
+"""The ROS-free segmentation engine: camera frames in, results at camera resolution out.
+
+Design for speed: frames are uploaded as uint8 (through reused pinned buffers on CUDA) and
+normalised, resized, thresholded, pasted and painted on the device; a batch of same-sized frames
+(several cameras) runs in one forward pass; only the final small maps come back to the host.
+
+Example::
+
+    engine = SegmentationEngine(EngineConfig(task="panoptic", device="auto"))
+    result = engine.segment(rgb_frame)              # (H, W, 3) uint8
+    result.panoptic.panoptic                         # (H, W) int32 class * 1000 + instance
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection.image_list import ImageList
+
+from .labels import LabelClass, LabelSet
+from .masks import paint_instance_ids, paste_masks
+from .panoptic import encode_panoptic, fuse_panoptic
+from .registry import LoadedModel, build_model, get_model_entry
+from .results import InstanceResult, PanopticResult, Segmentation, SemanticResult
+
+__all__ = [
+    "EngineConfig",
+    "SegmentationEngine",
+    "resolve_device",
+    "validate_frame",
+    "panoptic_label_space",
+    "TASKS",
+    "PRECISIONS",
+    "RUNTIME_PARAMETERS",
+]
+
+log = logging.getLogger(__name__)
+
+TASKS = ("semantic", "instance", "panoptic")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Parameters that may change while the engine runs (the node exposes them as dynamic parameters).
+RUNTIME_PARAMETERS = ("score_threshold", "mask_threshold", "overlap_threshold", "stuff_area_threshold", "classes")
+
+
+@dataclass
+class EngineConfig:
+    """Everything that selects and tunes the engine. Defaults follow torchvision and Panoptic FPN.
+
+    Attributes:
+        task: "semantic", "instance" or "panoptic" (a semantic and an instance model, fused).
+        semantic_model, instance_model: registry names (see :func:`list_models`).
+        semantic_weights, instance_weights: "DEFAULT", a torchvision weights name, a file, "none".
+        semantic_labels, instance_labels: label set override for weights that carry none.
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        precision: "fp32", or "fp16"/"bf16" autocast on CUDA (CPU stays fp32).
+        score_threshold: minimum instance score (detections and fusion).
+        mask_threshold: mask probability that counts as inside.
+        overlap_threshold: panoptic fusion: maximum claimed fraction of an instance.
+        stuff_area_threshold: panoptic fusion: minimum stuff segment area in pixels.
+        max_detections: instances per frame at most.
+        label_divisor: panoptic encoding ``class * label_divisor + instance``.
+        classes: keep only instances of these class ids (empty: all).
+        instance_min_size, instance_max_size: Mask R-CNN input resize (torchvision: 800, 1333);
+            ``instance_min_size=0`` runs at the camera's native resolution.
+        semantic_input_size: shorter side the semantic network sees (0: native resolution).
+        channels_last: NHWC memory format on CUDA (faster convolutions on tensor cores).
+        offline: never download weights (None: ``SEGMENTATION_ROS_OFFLINE``).
+    """
+
+    task: str = "semantic"
+    semantic_model: str = "deeplabv3_resnet50"
+    instance_model: str = "maskrcnn_resnet50_fpn"
+    semantic_weights: str | None = "DEFAULT"
+    instance_weights: str | None = "DEFAULT"
+    semantic_labels: str | None = None
+    instance_labels: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    overlap_threshold: float = 0.5
+    stuff_area_threshold: int = 4096
+    max_detections: int = 100
+    label_divisor: int = 1000
+    classes: tuple[int, ...] = ()
+    instance_min_size: int = 800
+    instance_max_size: int = 1333
+    semantic_input_size: int = 0
+    channels_last: bool = True
+    offline: bool | None = None
+
+    def validate(self) -> EngineConfig:
+        """Raise ``ValueError`` naming the first bad value; return self."""
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
+        for name in ("score_threshold", "mask_threshold", "overlap_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.stuff_area_threshold < 0:
+            raise ValueError(f"stuff_area_threshold must be >= 0, got {self.stuff_area_threshold}")
+        if not 1 <= self.max_detections <= 1000:
+            raise ValueError(f"max_detections must be in [1, 1000], got {self.max_detections}")
+        if self.label_divisor <= self.max_detections:
+            raise ValueError(
+                f"label_divisor ({self.label_divisor}) must exceed max_detections ({self.max_detections}) "
+                "so that every instance id fits"
+            )
+        if self.instance_min_size < 0 or self.instance_max_size < max(self.instance_min_size, 1):
+            raise ValueError(
+                f"need 0 <= instance_min_size <= instance_max_size, got {self.instance_min_size}, "
+                f"{self.instance_max_size}"
+            )
+        if self.semantic_input_size < 0:
+            raise ValueError(f"semantic_input_size must be >= 0, got {self.semantic_input_size}")
+        if self.task in ("semantic", "panoptic") and get_model_entry(self.semantic_model).task != "semantic":
+            raise ValueError(f"semantic_model {self.semantic_model!r} is not a semantic model")
+        if self.task in ("instance", "panoptic") and get_model_entry(self.instance_model).task != "instance":
+            raise ValueError(f"instance_model {self.instance_model!r} is not an instance model")
+        if any(int(c) < 0 for c in self.classes):
+            raise ValueError(f"classes must be non-negative class ids, got {list(self.classes)}")
+        resolve_device(self.device)
+        return self
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cpu``; ``cuda``/``cuda:N`` (must exist)."""
+    spec = str(spec).strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {spec!r}") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} asked for, but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {spec!r}")
+    return device
+
+
+def validate_frame(frame: object, index: int = 0) -> np.ndarray:
+    """Check one camera frame; return it as (H, W) or (H, W, 3) uint8.
+
+    Accepts (H, W), (H, W, 1) and (H, W, 3) uint8 arrays, non-contiguous or read-only ones too.
+    """
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame {index}: expected a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame {index}: expected dtype uint8, got {frame.dtype}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] != 3):
+        raise ValueError(
+            f"frame {index}: expected shape (H, W), (H, W, 1) or (H, W, 3), got {frame.shape} "
+            "(drop an alpha channel before segmenting)"
+        )
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(f"frame {index}: zero-sized image {frame.shape}")
+    return frame
+
+
+def panoptic_label_space(semantic: LabelSet, instance: LabelSet) -> tuple[LabelSet, torch.Tensor, torch.Tensor]:
+    """The panoptic classes: the instance model's things plus the semantic model's stuff.
+
+    A stuff class keeps its semantic id unless that id is taken, then gets the next free id; when
+    both models share a label set the mapping is the identity.
+
+    Returns:
+        (label set, thing_map (instance.num_classes,) int64 instance id -> panoptic id or -1,
+        stuff_map (semantic.num_classes,) int64 semantic id -> panoptic stuff id or -1).
+    """
+    classes: dict[int, LabelClass] = {c.id: c for c in instance.classes if c.isthing and c.id != instance.void_id}
+    void = instance.void_id if instance.void_id is not None else semantic.void_id
+    if void is not None:
+        void_class = (instance[void] if void in instance else None) or (semantic[void] if void in semantic else None)
+        classes[void] = LabelClass(void, void_class.name if void_class else "void", (0, 0, 0), False)
+    thing_map = torch.full((instance.num_classes,), -1, dtype=torch.int64)
+    for cid in classes:
+        if cid != void:
+            thing_map[cid] = cid
+    stuff_map = torch.full((semantic.num_classes,), -1, dtype=torch.int64)
+    next_id = max(classes) + 1 if classes else 1
+    for c in semantic.classes:
+        if c.isthing or c.id == semantic.void_id:
+            continue
+        if c.id not in classes:
+            pid = c.id
+        else:
+            pid, next_id = next_id, next_id + 1
+        classes[pid] = LabelClass(pid, c.name, c.color, False)
+        stuff_map[c.id] = pid
+    name = semantic.name if semantic.name == instance.name else f"{instance.name}+{semantic.name}"
+    return LabelSet(name, tuple(classes.values()), void), thing_map, stuff_map
+
+
+class _Uploader:
+    """Moves a batch of uint8 frames to the device as (B, 3, H, W) uint8 RGB.
+
+    On CUDA the host copy goes through a pinned buffer kept per batch shape and reused, so the
+    transfer is asynchronous and nothing is allocated per frame.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def __call__(self, frames: Sequence[np.ndarray], color_order: str) -> torch.Tensor:
+        shape = (len(frames), *frames[0].shape)
+        if self.device.type == "cuda":
+            buffer = self._pinned.get(shape)
+            if buffer is None:
+                buffer = self._pinned[shape] = torch.empty(shape, dtype=torch.uint8).pin_memory()
+            else:
+                torch.cuda.current_stream(self.device).synchronize()  # previous upload has finished
+            host = buffer.numpy()
+            for i, frame in enumerate(frames):
+                np.copyto(host[i], frame)  # any layout, read-only too, no warning
+            batch = buffer.to(self.device, non_blocking=True)
+        elif len(frames) == 1 and frames[0].flags.c_contiguous and frames[0].flags.writeable:
+            batch = torch.from_numpy(frames[0])[None]  # zero copy
+        else:
+            batch = torch.from_numpy(np.stack(frames))
+        if batch.dim() == 3:  # grayscale: replicate to three channels
+            return batch[:, None].expand(-1, 3, -1, -1)
+        batch = batch.permute(0, 3, 1, 2)
+        return batch.flip(1) if color_order == "bgr" else batch
+
+
+class SegmentationEngine:
+    """Semantic, instance or panoptic segmentation of camera frames.
+
+    Args:
+        config: an :class:`EngineConfig` (validated here).
+        **overrides: fields of the config to replace.
+
+    Raises:
+        ValueError: a bad configuration value.
+        WeightsError: weights that cannot be loaded.
+    """
+
+    def __init__(self, config: EngineConfig | None = None, **overrides: object):
+        self.config = dataclasses.replace(config or EngineConfig(), **overrides).validate()
+        self.device = resolve_device(self.config.device)
+        cfg = self.config
+        if cfg.precision != "fp32" and self.device.type != "cuda":
+            log.warning("precision %s needs CUDA; running fp32 on %s", cfg.precision, self.device)
+        self.semantic_model: LoadedModel | None = None
+        self.instance_model: LoadedModel | None = None
+        if cfg.task in ("semantic", "panoptic"):
+            self.semantic_model = self._load(cfg.semantic_model, cfg.semantic_weights, cfg.semantic_labels)
+        if cfg.task in ("instance", "panoptic"):
+            self.instance_model = self._load(cfg.instance_model, cfg.instance_weights, cfg.instance_labels)
+            mean = self.instance_model.module.transform.image_mean
+            std = self.instance_model.module.transform.image_std
+        else:
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self._sem_mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._sem_std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+        self._upload = _Uploader(self.device)
+        if cfg.task == "panoptic":
+            assert self.semantic_model is not None and self.instance_model is not None
+            self.panoptic_labels, thing_map, stuff_map = panoptic_label_space(
+                self.semantic_model.labels, self.instance_model.labels
+            )
+            self._thing_map = thing_map.to(self.device)
+            self._stuff_map = stuff_map.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    # ---- public API -----------------------------------------------------------------------------
+    @property
+    def labels(self) -> LabelSet:
+        """The label set of the task's main output (panoptic: the fused label space)."""
+        if self.config.task == "panoptic":
+            return self.panoptic_labels
+        model = self.semantic_model or self.instance_model
+        assert model is not None
+        return model.labels
+
+    def update(self, **params: object) -> None:
+        """Change runtime parameters (thresholds, class filter); validated, all or nothing."""
+        unknown = set(params) - set(RUNTIME_PARAMETERS)
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)} at runtime; changeable: {RUNTIME_PARAMETERS}")
+        if "classes" in params:
+            params["classes"] = tuple(int(c) for c in params["classes"])  # type: ignore[union-attr]
+        self.config = dataclasses.replace(self.config, **params).validate()
+
+    def segment(self, frame: np.ndarray, color_order: str = "rgb") -> Segmentation:
+        """Segment one frame: (H, W, 3) or (H, W) uint8 in ``color_order`` ("rgb" or "bgr")."""
+        return self([frame], color_order)[0]
+
+    @torch.inference_mode()
+    def __call__(self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str = "rgb") -> list[Segmentation]:
+        """Segment several frames (for example one per camera) in as few forward passes as possible.
+
+        Frames of the same size run as one batch. Results come back in input order.
+        """
+        if color_order not in ("rgb", "bgr"):
+            raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+        if isinstance(frames, np.ndarray):
+            frames = [frames] if frames.ndim in (2, 3) else list(frames)
+        frames = [validate_frame(f, i) for i, f in enumerate(frames)]
+        results: list[Segmentation | None] = [None] * len(frames)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, f in enumerate(frames):
+            groups.setdefault(f.shape, []).append(i)
+        for indices in groups.values():
+            for i, r in zip(indices, self._run_batch([frames[i] for i in indices], color_order), strict=True):
+                results[i] = r
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Release the models and the GPU memory they held."""
+        self.semantic_model = self.instance_model = None
+        self._upload = _Uploader(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _load(self, name: str, weights: str | None, labels: str | None) -> LoadedModel:
+        loaded = build_model(name, weights, labels=labels, offline=self.config.offline)
+        loaded.module.to(self.device)
+        if self.device.type == "cuda" and self.config.channels_last:
+            loaded.module.to(memory_format=torch.channels_last)
+        return loaded
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.device.type == "cuda" and self.config.precision != "fp32":
+            with torch.autocast("cuda", dtype=PRECISIONS[self.config.precision]):
+                yield
+        else:
+            yield
+
+    def _normalize(self, batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        x = batch.to(torch.float32).div_(255.0).sub_(mean).div_(std)
+        if self.device.type == "cuda" and self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _run_batch(self, frames: list[np.ndarray], color_order: str) -> list[Segmentation]:
+        height, width = frames[0].shape[:2]
+        batch = self._upload(frames, color_order)
+        out = [Segmentation(height, width) for _ in frames]
+        sem = self._semantic(batch) if self.semantic_model is not None else None
+        inst = self._instances(batch) if self.instance_model is not None else None
+        if self.config.task == "panoptic":
+            assert sem is not None and inst is not None
+            for i, r in enumerate(out):
+                self._fuse(r, sem[0][i], sem[1][i], inst[i])
+            return out
+        if sem is not None:
+            labels, confidence = sem
+            # One device->host copy of the whole batch's small maps.
+            labels_np = _labels_to_host(labels, self.semantic_model.labels)  # type: ignore[union-attr]
+            confidence_np = confidence.cpu().numpy()
+            for i, r in enumerate(out):
+                r.semantic = SemanticResult(labels_np[i], confidence_np[i], self.semantic_model.labels)  # type: ignore[union-attr]
+        if inst is not None:
+            for r, parts in zip(out, inst, strict=True):
+                r.instances = self._instance_result(*parts)
+        return out
+
+    def _semantic(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) uint8 -> labels (B, H, W) int64 and confidence (B, H, W) uint8."""
+        height, width = batch.shape[-2:]
+        x = self._normalize(batch, self._sem_mean, self._sem_std)
+        size = self.config.semantic_input_size
+        if size and size != min(height, width):
+            scale = size / min(height, width)
+            x = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
+        with self._autocast():
+            logits = self.semantic_model.module(x)["out"]  # type: ignore[union-attr]
+        logits = logits.float()
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        top, labels = logits.max(1)
+        # max softmax probability = 1 / sum(exp(logit - max)), without materialising the softmax
+        confidence = torch.exp(logits - top[:, None]).sum(1).reciprocal_()
+        return labels, confidence.mul_(255.0).round_().to(torch.uint8)
+
+    def _instances(self, batch: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(B, 3, H, W) uint8 -> per frame (boxes (N, 4), scores (N,), classes (N,), masks (N, H, W)).
+
+        Runs Mask R-CNN's stages directly so that masks are pasted in one batched op at camera
+        resolution instead of torchvision's per-box loop.
+        """
+        cfg = self.config
+        model = self.instance_model.module  # type: ignore[union-attr]
+        height, width = batch.shape[-2:]
+        x = self._normalize(batch, self._mean, self._std)
+        if cfg.instance_min_size:
+            scale = min(cfg.instance_min_size / min(height, width), cfg.instance_max_size / max(height, width))
+            if scale != 1.0:
+                x = F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
+        h, w = x.shape[-2:]
+        divisor = model.transform.size_divisible
+        x = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
+        images = ImageList(x, [(h, w)] * x.shape[0])
+        model.roi_heads.score_thresh = cfg.score_threshold
+        model.roi_heads.detections_per_img = cfg.max_detections
+        with self._autocast():
+            features = model.backbone(images.tensors)
+            proposals, _ = model.rpn(images, features)
+            detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+        ratio = torch.tensor([width / w, height / h, width / w, height / h], device=self.device)
+        filter_ids = torch.tensor(cfg.classes, device=self.device) if cfg.classes else None
+        counts, boxes, scores, classes, masks = [], [], [], [], []
+        for det in detections:
+            keep = slice(None) if filter_ids is None else torch.isin(det["labels"], filter_ids)
+            boxes.append(det["boxes"][keep].float() * ratio)
+            scores.append(det["scores"][keep].float())
+            classes.append(det["labels"][keep])
+            masks.append(det["masks"][keep].float())
+            counts.append(int(boxes[-1].shape[0]))
+        boxes_all = torch.cat(boxes)
+        boxes_all[:, 0::2] = boxes_all[:, 0::2].clamp(0, width)
+        boxes_all[:, 1::2] = boxes_all[:, 1::2].clamp(0, height)
+        pasted = paste_masks(torch.cat(masks), boxes_all, height, width, cfg.mask_threshold).split(counts)
+        return list(zip(boxes_all.split(counts), scores, classes, pasted, strict=True))
+
+    def _instance_result(
+        self, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, masks: torch.Tensor
+    ) -> InstanceResult:
+        """Paint the id map; drop instances that no pixel shows so map ids == instance ids."""
+        ids = paint_instance_ids(masks)
+        visible = torch.bincount(ids.reshape(-1).long(), minlength=masks.shape[0] + 1)[1:] > 0
+        if not bool(visible.all()):
+            lut = torch.zeros(masks.shape[0] + 1, dtype=torch.int32, device=ids.device)
+            lut[1:] = torch.where(visible, torch.cumsum(visible, 0, dtype=torch.int32), 0)
+            ids = lut[ids.long()]
+            boxes, scores, classes, masks = boxes[visible], scores[visible], classes[visible], masks[visible]
+        return self._to_instance_result(boxes, scores, classes, masks, ids, self.instance_model.labels)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _to_instance_result(
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        classes: torch.Tensor,
+        masks: torch.Tensor,
+        ids: torch.Tensor,
+        label_set: LabelSet,
+    ) -> InstanceResult:
+        n = int(boxes.shape[0])
+        return InstanceResult(
+            ids=np.arange(1, n + 1, dtype=np.int32),
+            class_ids=classes.cpu().numpy().astype(np.int64),
+            scores=scores.cpu().numpy().astype(np.float32),
+            boxes=boxes.cpu().numpy().astype(np.float32),
+            masks=masks,
+            instance_ids=ids.to(torch.int32).cpu().numpy().astype(np.uint16),
+            label_set=label_set,
+        )
+
+    def _fuse(
+        self,
+        result: Segmentation,
+        labels: torch.Tensor,
+        confidence: torch.Tensor,
+        instances: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> None:
+        cfg = self.config
+        boxes, scores, classes, masks = instances
+        pan_classes = self._thing_map[classes]
+        known = pan_classes >= 0  # instance classes that are things in the panoptic space
+        fusion = fuse_panoptic(
+            labels,
+            masks[known],
+            scores[known],
+            pan_classes[known],
+            self._stuff_map,
+            score_threshold=cfg.score_threshold,
+            overlap_threshold=cfg.overlap_threshold,
+            stuff_area_threshold=cfg.stuff_area_threshold,
+            semantic_confidence=confidence,
+        )
+        semantic_labels = self.semantic_model.labels  # type: ignore[union-attr]
+        result.semantic = SemanticResult(
+            _labels_to_host(labels, semantic_labels), confidence.cpu().numpy(), semantic_labels
+        )
+        kept = fusion.kept
+        fused_ids = torch.arange(1, kept.numel() + 1, device=self.device)[:, None, None]
+        result.instances = self._to_instance_result(
+            boxes[known][kept],
+            scores[known][kept],
+            classes[known][kept],
+            fusion.instance_ids[None] == fused_ids,  # each kept instance's pixels after fusion
+            fusion.instance_ids,
+            self.instance_model.labels,  # type: ignore[union-attr]
+        )
+        encoded = encode_panoptic(fusion.segment_ids, fusion.segments, cfg.label_divisor)
+        result.panoptic = PanopticResult(
+            segment_ids=fusion.segment_ids.cpu().numpy(),
+            panoptic=encoded.cpu().numpy(),
+            segments=fusion.segments,
+            label_set=self.panoptic_labels,
+            label_divisor=cfg.label_divisor,
+        )
+
+
+def _labels_to_host(labels: torch.Tensor, label_set: LabelSet) -> np.ndarray:
+    """(..., H, W) int64 class ids -> uint8 (or uint16) numpy, narrowed on the device first."""
+    if label_set.label_dtype == np.uint8:
+        return labels.to(torch.uint8).cpu().numpy()
+    return labels.to(torch.int32).cpu().numpy().astype(np.uint16)
+

@@ -1,0 +1,212 @@
+"""Panoptic fusion (Panoptic FPN, Kirillov et al. 2019) as a pure function, and panoptic encodings.
+
+:func:`fuse_panoptic` merges one frame's instance predictions with a semantic map: instances in
+descending score order claim pixels, stuff classes fill what is left. Every threshold is an
+argument; nothing is read from a model or a global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .masks import boxes_from_masks
+
+__all__ = [
+    "Segment",
+    "PanopticFusion",
+    "fuse_panoptic",
+    "encode_panoptic",
+    "decode_panoptic",
+    "id_to_rgb",
+    "rgb_to_id",
+]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One panoptic segment (COCO panoptic ``segments_info`` entry plus score and instance id)."""
+
+    id: int  # segment id in the segment map (1..S); 0 is void
+    class_id: int  # in the panoptic label space
+    isthing: bool
+    area: int  # pixels
+    bbox: tuple[int, int, int, int]  # x, y, width, height in camera pixels
+    score: float  # instance score for things, mean semantic confidence for stuff
+    instance_id: int  # 1..K for things (the fused instance's id), 0 for stuff
+
+
+@dataclass
+class PanopticFusion:
+    """Output of :func:`fuse_panoptic` (device tensors, plus the small segment list on the host).
+
+    Attributes:
+        segment_ids: (H, W) int32, segment id per pixel, 0 = void.
+        kept: (K,) int64 indices into the input instances; instance id k + 1 is ``kept[k]``.
+        instance_ids: (H, W) int32 fused instance ids (only the pixels each kept instance won).
+        segments: segments sorted by id; things first (ids 1..K), then stuff.
+    """
+
+    segment_ids: torch.Tensor
+    kept: torch.Tensor
+    instance_ids: torch.Tensor
+    segments: list[Segment]
+
+
+def fuse_panoptic(
+    semantic: torch.Tensor,
+    masks: torch.Tensor,
+    scores: torch.Tensor,
+    classes: torch.Tensor,
+    stuff_map: torch.Tensor,
+    *,
+    score_threshold: float = 0.5,
+    overlap_threshold: float = 0.5,
+    stuff_area_threshold: int = 4096,
+    semantic_confidence: torch.Tensor | None = None,
+) -> PanopticFusion:
+    """Fuse instance masks and a semantic map into non-overlapping panoptic segments.
+
+    Instances are taken in descending score order; one scoring below ``score_threshold`` is dropped;
+    one whose mask lies on already-claimed pixels for more than ``overlap_threshold`` of its area is
+    dropped, otherwise it claims only its unclaimed pixels. Then each stuff class of the semantic
+    map fills the still-unclaimed pixels it labels, unless that leaves it fewer than
+    ``stuff_area_threshold`` pixels. Pixels left over are void (segment id 0).
+
+    Args:
+        semantic: (H, W) integer class ids in the semantic model's label space.
+        masks: (N, H, W) bool instance masks.
+        scores: (N,) float instance scores.
+        classes: (N,) int64 instance class ids, already in the panoptic label space.
+        stuff_map: (C,) int64 lookup, semantic class id -> panoptic stuff class id, or -1 where the
+            semantic class is not stuff (things, void). C must exceed every id in ``semantic``.
+        score_threshold: minimum instance score.
+        overlap_threshold: maximum fraction of an instance's area already claimed.
+        stuff_area_threshold: minimum pixels of a stuff segment.
+        semantic_confidence: optional (H, W) confidence in [0, 1] (float) or [0, 255] (uint8),
+            averaged into the stuff segments' scores (1.0 without it).
+
+    Returns:
+        A :class:`PanopticFusion`.
+    """
+    if masks.dim() != 3 or masks.shape[1:] != semantic.shape:
+        raise ValueError(f"masks must be (N, H, W) with (H, W) = {tuple(semantic.shape)}, got {tuple(masks.shape)}")
+    if not 0.0 <= overlap_threshold <= 1.0:
+        raise ValueError(f"overlap_threshold must be in [0, 1], got {overlap_threshold}")
+    device = semantic.device
+    n = masks.shape[0]
+    order = torch.argsort(scores, descending=True, stable=True)
+    masks, scores, classes = masks[order], scores[order], classes[order]
+
+    # Greedy claiming on the device: no value is read back to the host inside the loop.
+    claimed = torch.zeros(semantic.shape, dtype=torch.int32, device=device)  # sorted slot + 1
+    keep = torch.zeros(n, dtype=torch.bool, device=device)
+    for k in range(n):
+        mask = masks[k]
+        free = mask & (claimed == 0)
+        area = mask.sum()
+        free_area = free.sum()
+        ok = (scores[k] >= score_threshold) & (free_area > 0) & ((area - free_area) <= overlap_threshold * area)
+        claimed = torch.where(free & ok, k + 1, claimed)
+        keep[k] = ok
+
+    # Stuff fills what no kept instance claimed; counted per semantic class (ids < len(stuff_map)).
+    semantic = semantic.long()
+    stuff_map = stuff_map.to(device)
+    fill = (claimed == 0) & (stuff_map[semantic] >= 0)
+    stuff_area = torch.bincount(semantic[fill], minlength=stuff_map.numel())
+    stuff_keep = (stuff_area >= max(stuff_area_threshold, 1)) & (stuff_map >= 0)
+
+    # Segment ids: kept things 1..K in score order, then kept stuff classes in class order.
+    thing_lut = torch.zeros(n + 1, dtype=torch.int32, device=device)
+    thing_lut[1:] = torch.where(keep, torch.cumsum(keep, 0, dtype=torch.int32), 0)
+    num_things = keep.sum(dtype=torch.int32)
+    stuff_lut = torch.where(stuff_keep, num_things + torch.cumsum(stuff_keep, 0, dtype=torch.int32), 0)
+    instance_ids = thing_lut[claimed.long()]
+    segment_ids = torch.where(claimed > 0, instance_ids, torch.where(fill, stuff_lut.to(torch.int32)[semantic], 0))
+    segment_ids = segment_ids.to(torch.int32)
+
+    # One host transfer for everything small.
+    kept = order[keep]
+    stuff_classes = torch.nonzero(stuff_keep).flatten()  # semantic ids of the kept stuff
+    num_segments = int(kept.numel() + stuff_classes.numel())
+    boxes, areas = boxes_from_masks(segment_ids, num_segments)
+    flat_segments = segment_ids.reshape(-1).long()
+    if semantic_confidence is not None:
+        conf = semantic_confidence.reshape(-1).float()
+        if semantic_confidence.dtype == torch.uint8:
+            conf = conf / 255.0
+        conf_sum = torch.bincount(flat_segments, weights=conf, minlength=num_segments + 1)[1:]
+        stuff_scores = conf_sum[kept.numel() :] / areas[kept.numel() :].clamp(min=1)
+    else:
+        stuff_scores = torch.ones(stuff_classes.numel(), device=device)
+    host = [
+        t.cpu().numpy()
+        for t in (classes[keep], scores[keep], stuff_map[stuff_classes], stuff_scores, boxes, areas)
+    ]
+    thing_classes, thing_scores, stuff_cls, stuff_sc, boxes_np, areas_np = host
+
+    segments = []
+    for s in range(num_segments):
+        isthing = s < len(thing_classes)
+        x1, y1, x2, y2 = (int(v) for v in boxes_np[s])
+        segments.append(
+            Segment(
+                id=s + 1,
+                class_id=int(thing_classes[s] if isthing else stuff_cls[s - len(thing_classes)]),
+                isthing=isthing,
+                area=int(areas_np[s]),
+                bbox=(x1, y1, x2 - x1, y2 - y1),
+                score=float(thing_scores[s] if isthing else stuff_sc[s - len(thing_classes)]),
+                instance_id=s + 1 if isthing else 0,
+            )
+        )
+    return PanopticFusion(segment_ids=segment_ids, kept=kept, instance_ids=instance_ids, segments=segments)
+
+
+def encode_panoptic(segment_ids: torch.Tensor, segments: list[Segment], label_divisor: int) -> torch.Tensor:
+    """Map a segment-id map to ``class_id * label_divisor + instance_id`` (stuff: instance 0).
+
+    Args:
+        segment_ids: (H, W) int32, 0 = void.
+        segments: the segments, ids 1..S.
+        label_divisor: must exceed every instance id.
+
+    Returns:
+        (H, W) int32 encoded panoptic map; void pixels are 0 (``class 0, instance 0``).
+    """
+    lut = torch.zeros(len(segments) + 1, dtype=torch.int64)
+    for s in segments:
+        if s.instance_id >= label_divisor:
+            raise ValueError(f"instance id {s.instance_id} does not fit label_divisor {label_divisor}")
+        lut[s.id] = s.class_id * label_divisor + s.instance_id
+    if int(lut.max()) > np.iinfo(np.int32).max:
+        raise ValueError(f"class ids times label_divisor {label_divisor} overflow int32")
+    return lut.to(segment_ids.device, torch.int32)[segment_ids.long()]
+
+
+def decode_panoptic(panoptic: np.ndarray, label_divisor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split an encoded panoptic map into ``(class_ids, instance_ids)``, both (H, W) int32."""
+    panoptic = np.asarray(panoptic, dtype=np.int32)
+    return panoptic // label_divisor, panoptic % label_divisor
+
+
+def id_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """COCO panoptic PNG colours: segment id ``R + 256 G + 256**2 B``.
+
+    Args:
+        ids: (H, W) non-negative integer ids below 2**24.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    ids = np.asarray(ids, dtype=np.uint32)
+    return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
+
+
+def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`id_to_rgb`: (H, W, 3) uint8 RGB -> (H, W) int32 ids."""
+    rgb = np.asarray(rgb, dtype=np.int32)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
