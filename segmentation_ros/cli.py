@@ -1,0 +1,225 @@
+"""``segmentation-ros``: segment images, process rosbags, list models, benchmark, train, evaluate.
+
+Every subcommand that runs a model takes the same model options (:func:`add_model_arguments`) and
+turns them into one :class:`EngineConfig` (:func:`engine_config_from_args`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .engine import TASKS, EngineConfig
+
+__all__ = ["main", "add_model_arguments", "engine_config_from_args", "build_parser"]
+
+log = logging.getLogger("segmentation_ros")
+
+DEFAULT_MODELS = {"semantic": "deeplabv3_resnet50", "instance": "maskrcnn_resnet50_fpn"}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = "semantic") -> None:
+    """The model options shared by ``segment``, ``bag``, ``eval`` and ``bench``."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--task", choices=TASKS, default=default_task, help="what to segment (default: %(default)s)")
+    g.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="registry name; repeat for panoptic (one semantic and one instance model). "
+        f"Defaults: {DEFAULT_MODELS['semantic']}, {DEFAULT_MODELS['instance']}",
+    )
+    g.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="W",
+        help="DEFAULT, a torchvision weights name, a file, or none; one for all models or one per --model",
+    )
+    g.add_argument("--labels", action="append", default=[], metavar="SET", help="label set override, per --model")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    g.add_argument("--score-threshold", type=float, default=0.5)
+    g.add_argument("--mask-threshold", type=float, default=0.5)
+    g.add_argument("--overlap-threshold", type=float, default=0.5)
+    g.add_argument("--stuff-area-threshold", type=int, default=4096)
+    g.add_argument("--max-detections", type=int, default=100)
+    g.add_argument("--label-divisor", type=int, default=1000)
+    g.add_argument(
+        "--instance-min-size", type=int, default=800, help="Mask R-CNN input short side; 0 = native (default: 800)"
+    )
+    g.add_argument("--offline", action="store_true", help="never download weights")
+
+
+def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
+    """Pair ``--model``/``--weights``/``--labels`` by position and fill the task's model slots."""
+    from .registry import get_model_entry
+
+    models = list(args.model)
+    if len(args.weights) > 1 and len(args.weights) != len(models):
+        raise ValueError(f"give one --weights for all models or one per --model; got {len(args.weights)} for {models}")
+    if len(args.labels) > 1 and len(args.labels) != len(models):
+        raise ValueError(f"give one --labels for all models or one per --model; got {len(args.labels)} for {models}")
+    slots: dict[str, dict[str, str | None]] = {}
+    for i, name in enumerate(models):
+        task = get_model_entry(name).task
+        if task in slots:
+            raise ValueError(f"two {task} models given ({slots[task]['model']}, {name}); give at most one of each")
+        slots[task] = {
+            "model": name,
+            "weights": args.weights[i if len(args.weights) > 1 else 0] if args.weights else "DEFAULT",
+            "labels": args.labels[i if len(args.labels) > 1 else 0] if args.labels else None,
+        }
+    needed = {"semantic": ("semantic",), "instance": ("instance",), "panoptic": ("semantic", "instance")}[args.task]
+    for task in slots:
+        if task not in needed:
+            raise ValueError(f"--task {args.task} takes no {task} model ({slots[task]['model']})")
+    shared_weights = args.weights[0] if len(args.weights) == 1 else "DEFAULT"
+    fields = {}
+    for task in ("semantic", "instance"):
+        slot = slots.get(task, {"model": DEFAULT_MODELS[task], "weights": shared_weights, "labels": None})
+        fields[f"{task}_model"] = slot["model"]
+        fields[f"{task}_weights"] = slot["weights"]
+        fields[f"{task}_labels"] = slot["labels"]
+    return EngineConfig(
+        task=args.task,
+        device=args.device,
+        precision=args.precision,
+        score_threshold=args.score_threshold,
+        mask_threshold=args.mask_threshold,
+        overlap_threshold=args.overlap_threshold,
+        stuff_area_threshold=args.stuff_area_threshold,
+        max_detections=args.max_detections,
+        label_divisor=args.label_divisor,
+        instance_min_size=args.instance_min_size,
+        offline=True if args.offline else None,
+        **fields,
+    ).validate()
+
+
+# ---- segment ------------------------------------------------------------------------------------
+def _segment(args: argparse.Namespace) -> int:
+    from .engine import SegmentationEngine
+    from .imageio import read_image, write_json, write_png
+    from .panoptic import id_to_rgb
+    from .visualize import overlay
+
+    engine = SegmentationEngine(engine_config_from_args(args))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in tqdm(args.images, desc="segment", unit="image", disable=len(args.images) < 2 or args.quiet):
+        path = Path(path)
+        try:
+            image = read_image(path)
+        except ValueError as exc:
+            failed += 1
+            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            continue
+        result = engine.segment(image)
+        stem = out_dir / path.stem
+        record: dict = {"image": str(path), "height": result.height, "width": result.width, "task": args.task}
+        if result.semantic is not None:
+            write_png(f"{stem}.semantic.png", result.semantic.labels)
+            record["semantic_labels"] = result.semantic.label_set.name
+        if result.instances is not None:
+            write_png(f"{stem}.instances.png", result.instances.instance_ids)
+            record["detections"] = result.instances.detections()
+        if result.panoptic is not None:
+            write_png(f"{stem}.panoptic.png", id_to_rgb(result.panoptic.segment_ids))
+            record["segments_info"] = result.panoptic.segments_info()
+            record["label_divisor"] = result.panoptic.label_divisor
+        record["categories"] = [
+            {"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in engine.labels.classes
+        ]
+        write_png(f"{stem}.overlay.png", overlay(image, result))
+        write_json(f"{stem}.json", record)
+    if failed:
+        print(f"{failed} of {len(args.images)} inputs could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# ---- models -------------------------------------------------------------------------------------
+def _models(args: argparse.Namespace) -> int:
+    from .labels import get_label_set
+    from .registry import get_model_entry, list_models
+
+    rows = []
+    for name in list_models(args.task):
+        entry = get_model_entry(name)
+        labels = get_label_set(entry.labels)
+        rows.append({"name": name, "task": entry.task, "labels": labels.name, "classes": len(labels), **entry.published()})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'model':32} {'task':9} {'labels':7} {'classes':>7}  {'accuracy (published)':30} {'params M':>8} {'GFLOPS':>7} {'MB':>6}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        metrics = ", ".join(f"{k} {v}" for k, v in r.get("metrics", {}).items()) or "-"
+        print(
+            f"{r['name']:32} {r['task']:9} {r['labels']:7} {r['classes']:>7}  {metrics:30} "
+            f"{r.get('params_m', '-'):>8} {r.get('gflops') or '-':>7} {r.get('file_mb') or '-':>6}"
+        )
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
+_EXTRA_COMMANDS: list[tuple[str, str]] = [
+    # (module, function) adding a subcommand: add_subcommand(subparsers) -> None
+    ("segmentation_ros.bag", "add_subcommand"),
+    ("segmentation_ros.bench", "add_subcommand"),
+    ("segmentation_ros.train", "add_subcommand"),
+    ("segmentation_ros.evaluate", "add_subcommand"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+    import importlib.util
+
+    parser = argparse.ArgumentParser(prog="segmentation-ros", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("segment", help="segment image files into label, instance and panoptic PNGs + JSON")
+    add_model_arguments(p)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=_segment)
+
+    p = sub.add_parser("models", help="list the registered models")
+    p.add_argument("--task", choices=["semantic", "instance"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_models)
+
+    for module_name, function in _EXTRA_COMMANDS:
+        if importlib.util.find_spec(module_name) is not None:
+            getattr(importlib.import_module(module_name), function)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ValueError, RuntimeError) as exc:  # configuration and weights errors: say it, no traceback
+        if args.verbose:
+            raise
+        print(f"segmentation-ros: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Image and JSON files: read camera images, write PNG/JSON atomically (temporary name, then rename).
+
+A reader of an output directory never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["read_image", "write_png", "write_json", "atomic_write_bytes"]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3), or (H, W) for grayscale files.
+
+    16-bit images are scaled to 8 bit and an alpha channel is dropped.
+
+    Raises:
+        ValueError: the file is missing or not a readable image.
+    """
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    if image is None:
+        raise ValueError(f"cannot read image {path}: missing, empty or not an image file")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"image {path} has unsupported pixel type {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if image.ndim == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_png(path: str | Path, image: np.ndarray, *, rgb: bool = True) -> Path:
+    """Write a PNG: (H, W) uint8/uint16 as is, (H, W, 3) uint8 RGB (or BGR with ``rgb=False``)."""
+    if image.ndim == 3 and rgb:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"cannot encode {image.dtype} {image.shape} as PNG for {path}")
+    return atomic_write_bytes(path, encoded.tobytes())
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
