@@ -1,0 +1,247 @@
+"""Tests of the synthetic Gazebo-style frames (segmentation_ros.synthetic): geometry, labels, COCO."""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from segmentation_ros.synthetic import (
+    CameraPose,
+    decode_panoptic_png,
+    encode_panoptic_png,
+    generate_scene,
+    generate_scenes,
+    generate_sequence,
+    render_preview,
+    shapes_categories,
+    write_dataset,
+)
+
+W, H = 96, 72
+GROUND, SKY, THINGS = 1, 2, (3, 4, 5)
+
+
+def _same_class_touching_pairs(scene) -> set[tuple[int, int]]:
+    """Pairs of different instances of one class that are 4-neighbours somewhere."""
+    ids = scene.instances.astype(np.int64)
+    pairs = set()
+    for a, b in ((ids[:, 1:], ids[:, :-1]), (ids[1:, :], ids[:-1, :])):
+        touching = (a > 0) & (b > 0) & (a != b)
+        for i, j in zip(a[touching].tolist(), b[touching].tolist(), strict=True):
+            if scene.instance_class_ids[i - 1] == scene.instance_class_ids[j - 1]:
+                pairs.add((min(i, j), max(i, j)))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return list(generate_scenes(8, seed=11, width=W, height=H))
+
+
+def test_deterministic_and_splits_differ():
+    a = generate_scene(5, W, H, index=3)
+    b = generate_scene(5, W, H, index=3)
+    for name in ("image", "semantic", "instances", "panoptic", "depth", "instance_class_ids"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.intrinsics == b.intrinsics and a.pose == b.pose
+    other_index = generate_scene(5, W, H, index=4)
+    other_split = generate_scene(5, W, H, index=3, split="val")
+    other_seed = generate_scene(6, W, H, index=3)
+    for other in (other_index, other_split, other_seed):
+        assert not np.array_equal(a.image, other.image)
+        assert a.pose != other.pose
+
+
+def test_generator_argument_and_errors():
+    scene = generate_scene(np.random.default_rng(0), W, H)
+    assert scene.image.shape == (H, W, 3)
+    with pytest.raises(ValueError, match="split"):
+        generate_scene(0, W, H, split="holdout")
+    with pytest.raises(ValueError, match="seed"):
+        generate_scene(-1, W, H)
+    with pytest.raises(ValueError, match="size"):
+        generate_scene(0, 2, H)
+
+
+def test_shapes_and_dtypes(scenes):
+    for scene in scenes:
+        assert scene.image.shape == (H, W, 3) and scene.image.dtype == np.uint8
+        assert scene.semantic.shape == (H, W) and scene.semantic.dtype == np.uint8
+        assert scene.instances.shape == (H, W) and scene.instances.dtype == np.uint16
+        assert scene.panoptic.shape == (H, W) and scene.panoptic.dtype == np.int32
+        assert scene.depth.shape == (H, W) and scene.depth.dtype == np.float32
+        assert scene.instance_class_ids.dtype == np.uint8
+        assert scene.instance_object_ids.shape == scene.instance_class_ids.shape
+        assert (scene.intrinsics.width, scene.intrinsics.height) == (W, H)
+        assert len(scene.intrinsics.k) == 9 and len(scene.intrinsics.p) == 12
+
+
+def test_instances_consistent_with_semantic_and_panoptic(scenes):
+    for scene in scenes:
+        n = scene.num_instances
+        assert n > 0
+        present = np.unique(scene.instances[scene.instances > 0])
+        np.testing.assert_array_equal(present, np.arange(1, n + 1))
+        assert set(scene.instance_class_ids.tolist()) <= set(THINGS)
+        inside = scene.instances > 0
+        expected = scene.instance_class_ids[scene.instances[inside].astype(np.int64) - 1]
+        np.testing.assert_array_equal(scene.semantic[inside], expected)
+        # thing classes only inside instances; outside: ground, sky or void
+        assert set(np.unique(scene.semantic[~inside]).tolist()) <= {0, GROUND, SKY}
+        np.testing.assert_array_equal(
+            scene.panoptic, scene.semantic.astype(np.int32) * scene.label_divisor + scene.instances
+        )
+        # tiny or hidden objects are not instances
+        areas = np.bincount(scene.instances.ravel(), minlength=n + 1)[1:]
+        assert areas.min() >= 8
+
+
+def test_sky_above_horizon_ground_below(scenes):
+    for scene in scenes:
+        rows = np.arange(H)[:, None].repeat(W, axis=1)
+        horizon = scene.horizon_row
+        assert 0 <= horizon < H  # the generator keeps the horizon in view
+        assert (rows[scene.semantic == SKY] <= horizon + 1e-3).all()
+        assert (rows[scene.semantic == GROUND] >= horizon - 1e-3).all()
+        assert (scene.semantic == SKY).any() and (scene.semantic == GROUND).any()
+        assert np.isinf(scene.depth[scene.semantic == SKY]).all()
+
+
+def test_ground_depth_matches_camera_model(scenes):
+    """Back-projecting ground pixels with the exposed intrinsics and pose lands on z = 0."""
+    for scene in scenes[:3]:
+        k, pose = scene.intrinsics, scene.pose
+        v, u = np.nonzero(scene.semantic == GROUND)
+        depth = scene.depth[v, u].astype(np.float64)
+        near = depth < 30.0
+        v, u, depth = v[near], u[near], depth[near]
+        optical = np.stack([(u - k.cx) / k.fx * depth, (v - k.cy) / k.fy * depth, depth])
+        world = pose.rotation() @ optical + np.array([[pose.x], [pose.y], [pose.z]])
+        assert (np.abs(world[2]) <= 1e-3 * (1.0 + depth)).all()
+
+
+def test_perspective_far_objects_smaller():
+    """A sphere seen twice as far away covers about a quarter of the pixels."""
+    import dataclasses
+
+    from segmentation_ros.synthetic import CameraIntrinsics, Primitive, render
+
+    base = generate_scene(0, W, H).world
+    intrinsics = CameraIntrinsics(160, 120, 100.0, 100.0, 79.5, 59.5)
+    pose = CameraPose(0.0, 0.0, 0.5, 0.0, 0.0)
+    areas = []
+    for distance in (4.0, 8.0):
+        sphere = Primitive("sphere", (distance, 0.0, 0.5), (0.5, 0.5, 0.5), 0.0, (0.5, 0.5, 0.5))
+        scene = render(dataclasses.replace(base, objects=(sphere,)), intrinsics, pose)
+        areas.append(int((scene.instances == 1).sum()))
+    assert areas[0] > 0 and 3.0 < areas[0] / areas[1] < 5.0
+
+
+def test_same_class_occlusion_is_common():
+    scenes = list(generate_scenes(6, seed=3, width=160, height=120))
+    with_touching = [len(_same_class_touching_pairs(scene)) > 0 for scene in scenes]
+    assert sum(with_touching) >= 3, with_touching
+
+
+def test_colour_does_not_reveal_class():
+    hues = {c: [] for c in THINGS}
+    for scene in generate_scenes(20, seed=7, width=64, height=48):
+        for instance_id, class_id in enumerate(scene.instance_class_ids.tolist(), start=1):
+            mean = scene.image[scene.instances == instance_id].mean(axis=0) / 255.0
+            hue, saturation, _ = colorsys.rgb_to_hsv(*mean)
+            if saturation > 0.25:
+                hues[class_id].append(hue)
+    for class_id, values in hues.items():
+        bins = np.unique((np.array(values) * 6).astype(int) % 6)
+        assert len(bins) >= 4, (class_id, values)
+
+
+# pycocotools.mask.decode trips numpy 2's __array__(copy=) deprecation inside pycocotools itself
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_coco_export_round_trip(tmp_path):
+    pycocotools_coco = pytest.importorskip("pycocotools.coco")
+    from pycocotools import mask as mask_utils
+
+    dataset = write_dataset(tmp_path / "ds", n=3, seed=2, width=W, height=H, split="val")
+    scenes = list(generate_scenes(3, seed=2, width=W, height=H, split="val"))
+    assert dataset.num_images == 3
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    coco = pycocotools_coco.COCO(str(dataset.instances_json))
+    assert sorted(coco.getCatIds()) == list(THINGS)
+    for image_id, scene in enumerate(scenes, start=1):
+        image = cv2.imread(str(dataset.images_dir / coco.imgs[image_id]["file_name"]))[..., ::-1]
+        np.testing.assert_array_equal(image, scene.image)
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
+        assert len(annotations) == scene.num_instances
+        for instance_id, annotation in enumerate(annotations, start=1):
+            mask = mask_utils.decode(annotation["segmentation"]).astype(bool)
+            np.testing.assert_array_equal(mask, scene.instances == instance_id)
+            assert annotation["category_id"] == scene.instance_class_ids[instance_id - 1]
+            assert annotation["area"] == mask.sum() and annotation["iscrowd"] == 0
+            v, u = np.nonzero(mask)
+            assert annotation["bbox"] == [u.min(), v.min(), u.max() - u.min() + 1, v.max() - v.min() + 1]
+
+    panoptic = json.loads(dataset.panoptic_json.read_text())
+    assert {c["id"]: c["isthing"] for c in panoptic["categories"]} == {1: 0, 2: 0, 3: 1, 4: 1, 5: 1}
+    for annotation, scene in zip(panoptic["annotations"], scenes, strict=True):
+        png = cv2.imread(str(dataset.panoptic_dir / annotation["file_name"]))[..., ::-1]
+        segment_ids = decode_panoptic_png(png)
+        np.testing.assert_array_equal(segment_ids, scene.panoptic)
+        listed = {s["id"] for s in annotation["segments_info"]}
+        assert listed == set(np.unique(segment_ids).tolist()) - {0}
+        for segment in annotation["segments_info"]:
+            assert segment["area"] == (segment_ids == segment["id"]).sum()
+            assert segment["category_id"] == segment["id"] // scene.label_divisor
+
+
+def test_panoptic_png_codec():
+    ids = np.array([[0, 1000, 3007], [5999, 65536 + 3, 256**3 - 1]], dtype=np.int32)
+    np.testing.assert_array_equal(decode_panoptic_png(encode_panoptic_png(ids)), ids)
+    with pytest.raises(ValueError):
+        encode_panoptic_png(np.array([[256**3]]))
+
+
+def test_sequence_is_smooth_and_consistent():
+    fps, speed = 10.0, 1.5
+    frames = list(generate_sequence(12, seed=4, width=W, height=H, fps=fps, speed=speed))
+    assert all(f.world is frames[0].world for f in frames)
+    assert all(f.intrinsics == frames[0].intrinsics for f in frames)
+    stamps = np.array([f.stamp_ns for f in frames])
+    np.testing.assert_array_equal(np.diff(stamps), round(1e9 / fps))
+    for a, b in zip(frames, frames[1:], strict=False):
+        step = math.dist((a.pose.x, a.pose.y), (b.pose.x, b.pose.y))
+        assert step == pytest.approx(speed / fps, rel=0.05)
+        assert abs(a.pose.yaw - b.pose.yaw) < 0.1
+        assert (a.semantic == b.semantic).mean() > 0.8
+    # the same world objects keep being seen (stable track ids)
+    seen = [set(f.instance_object_ids.tolist()) for f in frames]
+    assert any(seen) and any(seen[i] & seen[i + 1] for i in range(len(seen) - 1))
+    # deterministic
+    again = next(iter(generate_sequence(12, seed=4, width=W, height=H, fps=fps, speed=speed)))
+    np.testing.assert_array_equal(again.image, frames[0].image)
+
+
+def test_camera_pose_quaternion_matches_rotation():
+    pose = CameraPose(1.0, 2.0, 0.7, 0.8, 0.2)
+    x, y, z, w = pose.quaternion_xyzw()
+    rotation = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    np.testing.assert_allclose(rotation, pose.rotation(), atol=1e-12)
+
+
+def test_categories_and_preview(scenes):
+    things = shapes_categories(things_only=True)
+    assert [c["name"] for c in things] == ["box", "sphere", "cylinder"]
+    preview = render_preview(scenes[0])
+    assert preview.shape == (H, 3 * W, 3) and preview.dtype == np.uint8
