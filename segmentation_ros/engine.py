@@ -309,22 +309,33 @@ class SegmentationEngine:
         return self([frame], color_order)[0]
 
     @torch.inference_mode()
-    def __call__(self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str = "rgb") -> list[Segmentation]:
+    def __call__(
+        self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str | Sequence[str] = "rgb"
+    ) -> list[Segmentation]:
         """Segment several frames (for example one per camera) in as few forward passes as possible.
 
-        Frames of the same size run as one batch. Results come back in input order.
+        Args:
+            frames: (H, W, 3) or (H, W) uint8 arrays, or one (B, H, W, 3) array.
+            color_order: "rgb" or "bgr", for all frames or one per frame.
+
+        Frames of the same size (and colour order) run as one batch. Results come back in input
+        order.
         """
-        if color_order not in ("rgb", "bgr"):
-            raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
         if isinstance(frames, np.ndarray):
             frames = [frames] if frames.ndim in (2, 3) else list(frames)
+        orders = [color_order] * len(frames) if isinstance(color_order, str) else list(color_order)
+        if len(orders) != len(frames):
+            raise ValueError(f"got {len(orders)} colour orders for {len(frames)} frames")
+        for order in orders:
+            if order not in ("rgb", "bgr"):
+                raise ValueError(f"color_order must be 'rgb' or 'bgr', got {order!r}")
         frames = [validate_frame(f, i) for i, f in enumerate(frames)]
         results: list[Segmentation | None] = [None] * len(frames)
-        groups: dict[tuple[int, ...], list[int]] = {}
+        groups: dict[tuple, list[int]] = {}
         for i, f in enumerate(frames):
-            groups.setdefault(f.shape, []).append(i)
-        for indices in groups.values():
-            for i, r in zip(indices, self._run_batch([frames[i] for i in indices], color_order), strict=True):
+            groups.setdefault((f.shape, orders[i] if f.ndim == 3 else "rgb"), []).append(i)
+        for (_, order), indices in groups.items():
+            for i, r in zip(indices, self._run_batch([frames[i] for i in indices], order), strict=True):
                 results[i] = r
         return results  # type: ignore[return-value]
 
