@@ -36,7 +36,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ __all__ = [
     "CameraPose",
     "CocoDataset",
     "Primitive",
+    "SPLITS",
     "Scene",
     "World",
     "decode_panoptic_png",
@@ -272,6 +273,17 @@ class World:
     noise_grid: np.ndarray  # (64, 64) float32 in [0, 1], periodic value-noise lattice
     noise_offset: tuple[float, float]
 
+    # computed once per world, so the frames of a sequence share them
+    @cached_property
+    def _corners(self) -> np.ndarray:
+        """(K, 8, 3) float64 bounding-box corners of the objects."""
+        return np.array([obj.corners() for obj in self.objects], dtype=np.float64).reshape(-1, 8, 3)
+
+    @cached_property
+    def _shadow_hulls(self) -> np.ndarray:
+        """(K, 8, 3) float64 ground points around each object's shadow."""
+        return _shadow_hulls(self._corners, np.asarray(self.sun_direction, dtype=np.float64))
+
 
 @dataclass(frozen=True)
 class _Sensor:
@@ -406,13 +418,9 @@ def _surface_normal(obj: Primitive, x: np.ndarray, y: np.ndarray, z: np.ndarray)
 _PAIRS = np.array([(i, j) for i in range(8) for j in range(i + 1, 8)])
 
 
-def _project_rect(
-    points: np.ndarray, intrinsics: CameraIntrinsics, pose: CameraPose
-) -> tuple[int, int, int, int] | None:
+def _rect_from_optical(cam: np.ndarray, intrinsics: CameraIntrinsics) -> tuple[int, int, int, int] | None:
     """Pixel rectangle (v0, v1, u0, u1), end-exclusive, that holds the projection of the convex
-    hull of ``points`` (8, 3) world coordinates, clipped at the near plane; ``None`` when empty."""
-    rot = pose.rotation()
-    cam = (points - np.array([pose.x, pose.y, pose.z])) @ rot  # (8, 3) optical frame
+    hull of ``cam`` (8, 3) optical-frame points, clipped at the near plane; ``None`` when empty."""
     front = cam[:, 2] > _NEAR
     if not front.any():
         return None
@@ -427,23 +435,60 @@ def _project_rect(
     cam = np.concatenate(kept)
     u = intrinsics.fx * cam[:, 0] / cam[:, 2] + intrinsics.cx
     v = intrinsics.fy * cam[:, 1] / cam[:, 2] + intrinsics.cy
-    u0 = max(int(math.floor(u.min())), 0)
-    u1 = min(int(math.ceil(u.max())) + 1, intrinsics.width)
-    v0 = max(int(math.floor(v.min())), 0)
-    v1 = min(int(math.ceil(v.max())) + 1, intrinsics.height)
+    return _clip_rect(u.min(), u.max(), v.min(), v.max(), intrinsics)
+
+
+def _clip_rect(
+    u_min: float, u_max: float, v_min: float, v_max: float, intrinsics: CameraIntrinsics
+) -> tuple[int, int, int, int] | None:
+    u0 = max(int(math.floor(u_min)), 0)
+    u1 = min(int(math.ceil(u_max)) + 1, intrinsics.width)
+    v0 = max(int(math.floor(v_min)), 0)
+    v1 = min(int(math.ceil(v_max)) + 1, intrinsics.height)
     if u0 >= u1 or v0 >= v1:
         return None
     return v0, v1, u0, u1
 
 
-def _shadow_points(obj: Primitive, sun: np.ndarray) -> np.ndarray:
-    """(8, 3) ground points whose convex hull holds the object's shadow on the ground."""
-    corners = obj.corners()
-    top = corners[corners[:, 2] > obj.center[2]]
-    bottom = corners[corners[:, 2] <= obj.center[2]].copy()
-    bottom[:, 2] = 0.0
-    cast = top - (top[:, 2:3] / sun[2]) * sun[None, :]
-    return np.concatenate([bottom, cast])
+def _project_rects(
+    points: np.ndarray, intrinsics: CameraIntrinsics, pose: CameraPose
+) -> list[tuple[int, int, int, int] | None]:
+    """Pixel rectangles (v0, v1, u0, u1), end-exclusive, holding the projections of the convex
+    hulls of ``points`` (K, 8, 3) world coordinates; ``None`` where nothing is in view."""
+    if len(points) == 0:
+        return []
+    cam = (points - np.array([pose.x, pose.y, pose.z])) @ pose.rotation()  # (K, 8, 3) optical
+    front = cam[..., 2] > _NEAR
+    z = np.where(front, cam[..., 2], 1.0)
+    u = intrinsics.fx * cam[..., 0] / z + intrinsics.cx
+    v = intrinsics.fy * cam[..., 1] / z + intrinsics.cy
+    bounds = np.stack([u.min(1), u.max(1), v.min(1), v.max(1)], axis=1).tolist()
+    rects: list[tuple[int, int, int, int] | None] = []
+    for k, (all_front, any_front) in enumerate(
+        zip(front.all(1).tolist(), front.any(1).tolist(), strict=True)
+    ):
+        if all_front:
+            rects.append(_clip_rect(*bounds[k], intrinsics))
+        elif any_front:  # straddles the near plane: clip
+            rects.append(_rect_from_optical(cam[k], intrinsics))
+        else:
+            rects.append(None)
+    return rects
+
+
+def _shadow_hulls(corners: np.ndarray, sun: np.ndarray) -> np.ndarray:
+    """(K, 8, 3) ground points whose convex hulls hold the objects' shadows on the ground.
+
+    Args:
+        corners: (K, 8, 3) bounding-box corners (:meth:`Primitive.corners` order: bit 2 of the
+            corner index set = top face).
+        sun: (3,) unit vector towards the sun (z > 0).
+    """
+    bottom = corners[:, :4].copy()
+    bottom[..., 2] = 0.0
+    top = corners[:, 4:]
+    cast = top - (top[..., 2:3] / sun[2]) * sun
+    return np.concatenate([bottom, cast], axis=1)
 
 
 def _value_noise(grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -555,8 +600,9 @@ def render(
             depth[ground] = (-oz / dz)[ground]
         owner[ground] = ground_code
 
-    for index, obj in enumerate(world.objects):
-        rect = _project_rect(obj.corners(), intrinsics, pose)
+    for index, (obj, rect) in enumerate(
+        zip(world.objects, _project_rects(world._corners, intrinsics, pose), strict=True)
+    ):
         if rect is None:
             continue
         v0, v1, u0, u1 = rect
@@ -575,8 +621,7 @@ def render(
     # sun shadows on the ground
     sun = np.asarray(world.sun_direction, np.float32)
     lit = np.ones((height, width), dtype=np.float32)
-    for obj in world.objects:
-        rect = _project_rect(_shadow_points(obj, sun.astype(np.float64)), intrinsics, pose)
+    for obj, rect in zip(world.objects, _project_rects(world._shadow_hulls, intrinsics, pose), strict=True):
         if rect is None:
             continue
         v0, v1, u0, u1 = rect
