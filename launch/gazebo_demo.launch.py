@@ -1,0 +1,142 @@
+"""Gazebo demo: panoptic segmentation of a simulated camera looking at primitive shapes.
+
+    ros2 launch segmentation_ros gazebo_demo.launch.py            # Jazzy + Gazebo Harmonic
+    ros2 launch segmentation_ros gazebo_demo.launch.py gui:=false rviz:=false device:=cpu
+
+Starts gz sim on worlds/shapes.sdf (running, not paused), a ros_gz_bridge parameter_bridge for the
+camera and the clock, segmentation_node in namespace ``camera`` with task panoptic, the demo
+models ``shapes_lraspp`` / ``shapes_maskrcnn`` (weights resolved by name) and use_sim_time, and rviz2.
+
+Topics (gz -> ROS, same names on both sides):
+    /camera/image        sensor_msgs/msg/Image       <- gz.msgs.Image       (<topic> in the world)
+    /camera/camera_info  sensor_msgs/msg/CameraInfo  <- gz.msgs.CameraInfo  (derived by gz-sensors)
+    /clock               rosgraph_msgs/msg/Clock     <- gz.msgs.Clock
+The node then publishes /camera/panoptic/color, /camera/overlay, ... (see README).
+
+Needs ros-$ROS_DISTRO-ros-gz (ros_gz_sim, ros_gz_bridge) and rviz2, which package.xml does not
+pull in. Humble and Gazebo Fortress (the pairing Humble's binaries from packages.ros.org use):
+  * Humble's ros_gz_sim gz_sim.launch.py runs ``ign gazebo`` itself when the Gazebo major version
+    it was built for is below 7, and Humble's parameter_bridge accepts the gz.msgs.* type names
+    used below (its own camera demo uses them), so this file is meant to run unchanged there.
+  * Humble also ships ros_ign_gazebo / ros_ign_bridge: shims that redirect to ros_gz_*. Older
+    guides use them (ign_gazebo.launch.py with ``ign_args``, ``ignition.msgs.*`` type names);
+    Foxy and Galactic have only the ros_ign_* packages.
+  * By hand: ``ign gazebo -r shapes.sdf`` / ``ign topic -l`` on Fortress instead of
+    ``gz sim -r shapes.sdf`` / ``gz topic -l``.
+  * Fortress (sdformat 12) reads SDF up to 1.9, hence the world's version; recent Fortress
+    releases map the world's gz-sim-* plugin files and gz::sim::systems::* names to their
+    ignition-gazebo-* ones.
+  * Humble with Harmonic: ros_gz binaries from packages.osrfoundation.org ("use with caution" in
+    the ros_gz README) or from source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.launch_context import LaunchContext
+from launch.launch_description import LaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+
+PACKAGE = "segmentation_ros"
+NAMESPACE = "camera"
+RVIZ_TOPICS = ("overlay", "semantic/color", "panoptic/color", "instances/ids")
+# parameter_bridge "<topic>@<ROS type>[<gz type>": "[" bridges gz -> ROS only. The node in
+# namespace "camera" reads camera/image and camera/camera_info (test_package.py checks the world).
+BRIDGED_TOPICS = [
+    "/camera/image@sensor_msgs/msg/Image[gz.msgs.Image",
+    "/camera/camera_info@sensor_msgs/msg/CameraInfo[gz.msgs.CameraInfo",
+    "/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",
+]
+
+
+def _as_bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"launch argument {name}:={value!r}: expected true or false")
+
+
+def _launch_setup(context: LaunchContext) -> list:
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context).strip()
+
+    share = Path(get_package_share_directory(PACKAGE))
+    world = Path(arg("world")).expanduser()
+    if not world.is_file():
+        raise FileNotFoundError(f"launch argument world:={str(world)!r}: no such file")
+    # -r: start running (a paused world renders no camera frames); -s: server only, no GUI.
+    gz_args = f"-r {'' if _as_bool(arg('gui'), 'gui') else '-s '}{world}"
+
+    overrides: dict[str, object] = {
+        "task": "panoptic",
+        "semantic_model": "shapes_lraspp",
+        "instance_model": "shapes_maskrcnn",
+        "use_sim_time": True,
+    }
+    if arg("device"):
+        overrides["device"] = arg("device")
+
+    actions = [
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(
+                str(Path(get_package_share_directory("ros_gz_sim"), "launch", "gz_sim.launch.py"))
+            ),
+            launch_arguments={"gz_args": gz_args, "on_exit_shutdown": "true"}.items(),
+        ),
+        Node(
+            package="ros_gz_bridge",
+            executable="parameter_bridge",
+            name="shapes_bridge",
+            arguments=BRIDGED_TOPICS,
+            output="screen",
+        ),
+        LifecycleNode(
+            package=PACKAGE,
+            executable="segmentation_node",
+            name="segmentation_node",
+            namespace=NAMESPACE,
+            output="screen",
+            parameters=[str(share / "config" / "panoptic.yaml"), overrides],
+        ),
+    ]
+    if _as_bool(arg("rviz"), "rviz"):
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="segmentation_rviz",
+                arguments=["-d", str(share / "config" / "segmentation.rviz")],
+                parameters=[{"use_sim_time": True}],
+                remappings=[(f"/{topic}", f"/{NAMESPACE}/{topic}") for topic in RVIZ_TOPICS],
+                output="screen",
+            )
+        )
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory(PACKAGE)
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "world",
+                default_value=str(Path(share, "worlds", "shapes.sdf")),
+                description="SDF world with a camera publishing on gz topic /camera/image",
+            ),
+            DeclareLaunchArgument("gui", default_value="true", description="open the Gazebo GUI"),
+            DeclareLaunchArgument(
+                "rviz", default_value="true", description="open rviz2 on the node's outputs"
+            ),
+            DeclareLaunchArgument(
+                "device", default_value="", description="auto | cpu | cuda:N; '' keeps config/panoptic.yaml's"
+            ),
+            OpaqueFunction(function=_launch_setup),
+        ]
+    )

@@ -1,0 +1,325 @@
+"""Packaging checks that run without ROS: package.xml, installed files, params files, launch files.
+
+Nothing here imports rclpy or launch: launch files are read with ``ast``, params files with PyYAML,
+so a broken preset or a launch argument dropped by mistake shows up in plain ``pytest`` too.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import os
+import py_compile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TASKS = ("semantic", "instance", "panoptic")
+
+# segmentation_node's parameters and their ROS types, mirroring the descriptors in node.py.
+# rclpy refuses a parameters-file value of another type (1 for a double, 0.5 for an integer).
+STRING_PARAMETERS = {
+    "task",
+    "semantic_model",
+    "instance_model",
+    "semantic_weights",
+    "instance_weights",
+    "semantic_labels",
+    "instance_labels",
+    "device",
+    "precision",
+}
+DOUBLE_PARAMETERS = {"score_threshold", "mask_threshold", "overlap_threshold", "diagnostics_period"}
+INTEGER_PARAMETERS = {"stuff_area_threshold", "max_detections", "label_divisor", "instance_min_size"}
+BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time"}
+INTEGER_ARRAY_PARAMETERS = {"classes"}
+STRING_ARRAY_PARAMETERS = {"cameras"}
+PARAMETERS = (
+    STRING_PARAMETERS
+    | DOUBLE_PARAMETERS
+    | INTEGER_PARAMETERS
+    | BOOL_PARAMETERS
+    | INTEGER_ARRAY_PARAMETERS
+    | STRING_ARRAY_PARAMETERS
+)
+UNIT_INTERVAL = {"score_threshold", "mask_threshold", "overlap_threshold"}
+
+LAUNCH_ARGUMENTS = {
+    "segmentation.launch.py": {
+        "task",
+        "model",
+        "weights",
+        "device",
+        "params_file",
+        "namespace",
+        "image",
+        "use_sim_time",
+        "rviz",
+    },
+    "multi_camera.launch.py": {
+        "cameras",
+        "image_name",
+        "task",
+        "params_file",
+        "device",
+        "namespace",
+        "use_sim_time",
+        "rviz",
+    },
+    "gazebo_demo.launch.py": {"world", "gui", "rviz", "device"},
+}
+CONFIGS = [f"config/{task}.yaml" for task in TASKS]
+RVIZ_TOPICS = {"/overlay", "/semantic/color", "/panoptic/color", "/instances/ids"}
+
+
+def _setup_call() -> ast.Call:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup":
+            return node
+    raise AssertionError("setup.py has no setup(...) call")
+
+
+def _setup_keyword(name: str) -> ast.expr:
+    for keyword in _setup_call().keywords:
+        if keyword.arg == name:
+            return keyword.value
+    raise AssertionError(f"setup.py: setup() has no {name}= argument")
+
+
+def _installed_files() -> set[str]:
+    """Repo-relative paths matched by the glob() patterns in setup.py's data_files."""
+    patterns = [
+        node.args[0].value
+        for node in ast.walk(_setup_keyword("data_files"))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "glob"
+        and isinstance(node.args[0], ast.Constant)
+    ]
+    assert patterns, "setup.py data_files uses no glob() patterns"
+    return {os.path.relpath(path, ROOT) for pattern in patterns for path in glob.glob(str(ROOT / pattern))}
+
+
+def _params(config: str) -> dict:
+    data = yaml.safe_load((ROOT / config).read_text())
+    assert isinstance(data, dict) and list(data) == ["/**"], (
+        f"{config}: expected one '/**' section (rclpy matches only exact node names and '/**'), "
+        f"got keys {list(data) if isinstance(data, dict) else data!r}"
+    )
+    params = data["/**"].get("ros__parameters")
+    assert isinstance(params, dict) and params, f"{config}: '/**' has no ros__parameters"
+    return params
+
+
+def _launch_tree(name: str) -> ast.Module:
+    return ast.parse((ROOT / "launch" / name).read_text(), filename=name)
+
+
+def _calls(tree: ast.AST, function: str) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "id", None) == function or getattr(node.func, "attr", None) == function)
+    ]
+
+
+# ---- package.xml ---------------------------------------------------------------------------------
+def test_package_xml_is_format_3_with_setup_py_version() -> None:
+    catkin_pkg_package = pytest.importorskip("catkin_pkg.package")
+    package = catkin_pkg_package.parse_package(str(ROOT / "package.xml"))
+    package.validate()
+    assert package.package_format == 3
+    assert package.name == "segmentation_ros"
+    assert package.version == ast.literal_eval(_setup_keyword("version"))
+    assert package.licenses == ["Apache-2.0"]
+    assert [export.content for export in package.exports if export.tagname == "build_type"] == [
+        "ament_python"
+    ]
+
+
+def test_package_xml_dependencies() -> None:
+    catkin_pkg_package = pytest.importorskip("catkin_pkg.package")
+    package = catkin_pkg_package.parse_package(str(ROOT / "package.xml"))
+    exec_depends = {dep.name for dep in package.exec_depends}
+    test_depends = {dep.name for dep in package.test_depends}
+    for name in ("rclpy", "lifecycle_msgs", "sensor_msgs", "vision_msgs", "diagnostic_msgs", "launch_ros"):
+        assert name in exec_depends
+    assert {"python3-pytest", "launch_testing", "launch_testing_ros"} <= test_depends
+    # pip-only rosdep keys cannot be released with bloom; those go in the README's pip line.
+    pip_keys = sorted(name for name in exec_depends | test_depends if name.endswith("-pip"))
+    assert not pip_keys, f"pip-only rosdep keys in package.xml: {pip_keys}"
+
+
+# ---- installed files -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path",
+    [f"launch/{name}" for name in LAUNCH_ARGUMENTS]
+    + CONFIGS
+    + ["config/segmentation.rviz", "config/labels/shapes.yaml", "worlds/shapes.sdf"],
+)
+def test_file_exists_and_is_installed(path: str) -> None:
+    assert (ROOT / path).is_file(), f"{path} is missing"
+    assert path in _installed_files(), f"{path} is not matched by setup.py's data_files"
+
+
+def test_every_installed_file_exists() -> None:
+    # glob() only returns files that exist; the check is that each pattern matched something.
+    installed = _installed_files()
+    for directory in ("launch", "config", "config/labels", "worlds"):
+        assert any(os.path.dirname(path) == directory for path in installed), (
+            f"nothing installed from {directory}/"
+        )
+
+
+# ---- parameters files ----------------------------------------------------------------------------
+@pytest.mark.parametrize("config", CONFIGS)
+def test_params_file_keys_and_types(config: str) -> None:
+    params = _params(config)
+    # ROS's standard QoS overrides (qos_overrides./topic.subscription.reliability, ...) may be set too.
+    params = {name: value for name, value in params.items() if name != "qos_overrides"}
+    unknown = sorted(set(params) - PARAMETERS)
+    assert not unknown, f"{config}: not parameters of segmentation_node: {unknown}"
+    for name, value in params.items():
+        if name in STRING_PARAMETERS:
+            assert isinstance(value, str), f"{config}: {name} must be a string, got {value!r}"
+        elif name in DOUBLE_PARAMETERS:
+            assert isinstance(value, float), (
+                f"{config}: {name} must be a double (write 1.0, not 1), got {value!r}"
+            )
+        elif name in INTEGER_PARAMETERS:
+            assert isinstance(value, int) and not isinstance(value, bool), (
+                f"{config}: {name} must be an integer"
+            )
+        elif name in BOOL_PARAMETERS:
+            assert isinstance(value, bool), f"{config}: {name} must be true or false, got {value!r}"
+        else:  # arrays: rcl cannot type an empty list, so [] fails to load; leave the key out
+            item_type = int if name in INTEGER_ARRAY_PARAMETERS else str
+            assert isinstance(value, list) and value, f"{config}: {name} must be a non-empty list"
+            assert all(isinstance(item, item_type) and not isinstance(item, bool) for item in value)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_params_file_values(task: str) -> None:
+    config = f"config/{task}.yaml"
+    params = _params(config)
+    assert params.get("task") == task, f"{config}: task must be {task!r}"
+    for name in UNIT_INTERVAL & set(params):
+        assert 0.0 <= params[name] <= 1.0, f"{config}: {name} must be in [0, 1], got {params[name]}"
+    for name in ("stuff_area_threshold", "instance_min_size"):
+        if name in params:
+            assert params[name] >= 0, f"{config}: {name} must be >= 0"
+    if "max_detections" in params:
+        assert 1 <= params["max_detections"] <= 1000
+    if "label_divisor" in params:
+        assert params["label_divisor"] > params.get("max_detections", 100), (
+            "label_divisor must exceed max_detections"
+        )
+    if "diagnostics_period" in params:
+        assert params["diagnostics_period"] > 0.0
+    if "precision" in params:
+        assert params["precision"] in ("fp32", "fp16", "bf16")
+    if "device" in params:
+        device = params["device"]
+        assert device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()), (
+            f"{config}: device must be auto, cpu or cuda:N, got {device!r}"
+        )
+    for model in ("semantic", "instance"):
+        uses_model = task in (model, "panoptic")
+        for suffix in ("_model", "_weights", "_labels"):
+            if not uses_model:
+                assert model + suffix not in params, f"{config}: {model}{suffix} is unused by task {task}"
+        if uses_model:
+            assert params.get(model + "_model"), f"{config}: task {task} needs {model}_model"
+
+
+def test_rviz_config_shows_the_image_outputs() -> None:
+    data = yaml.safe_load((ROOT / "config" / "segmentation.rviz").read_text())
+    displays = data["Visualization Manager"]["Displays"]
+    images = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
+    assert images == RVIZ_TOPICS
+    # The launch files remap these absolute names into the node's namespace.
+    for name in LAUNCH_ARGUMENTS:
+        if "rviz" in LAUNCH_ARGUMENTS[name]:
+            text = (ROOT / "launch" / name).read_text()
+            for topic in RVIZ_TOPICS:
+                assert f'"{topic[1:]}"' in text, f"{name} does not remap {topic} for rviz"
+
+
+# ---- launch files --------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(LAUNCH_ARGUMENTS))
+def test_launch_file_compiles(name: str, tmp_path: Path) -> None:
+    py_compile.compile(str(ROOT / "launch" / name), cfile=str(tmp_path / "launch.pyc"), doraise=True)
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_ARGUMENTS))
+def test_launch_file_declares_documented_arguments(name: str) -> None:
+    declared = []
+    for call in _calls(_launch_tree(name), "DeclareLaunchArgument"):
+        assert call.args and isinstance(call.args[0], ast.Constant), (
+            f"{name}: argument name must be a literal"
+        )
+        declared.append(call.args[0].value)
+        keywords = {keyword.arg for keyword in call.keywords}
+        assert {"default_value", "description"} <= keywords, f"{name}: {call.args[0].value} needs both"
+    assert len(declared) == len(set(declared)), f"{name}: an argument is declared twice: {declared}"
+    assert set(declared) == LAUNCH_ARGUMENTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_ARGUMENTS))
+def test_launch_file_starts_the_lifecycle_node_portably(name: str) -> None:
+    calls = _calls(_launch_tree(name), "LifecycleNode")
+    assert len(calls) == 1, f"{name}: expected one LifecycleNode"
+    keywords = {keyword.arg: keyword.value for keyword in calls[0].keywords}
+    assert ast.literal_eval(keywords["executable"]) == "segmentation_node"
+    assert ast.literal_eval(keywords["name"]) == "segmentation_node"
+    assert "namespace" in keywords  # required by LifecycleNode on Humble and Jazzy
+    # LifecycleNode(autostart=...) exists only in launch_ros >= 0.26.7 (Jazzy, 2025); the node's own
+    # autostart parameter does the same on every distribution.
+    assert "autostart" not in keywords, f"{name}: use the node's autostart parameter, not LifecycleNode's"
+
+
+# ---- Gazebo world --------------------------------------------------------------------------------
+def _gazebo_constant(name: str) -> object:
+    for node in _launch_tree("gazebo_demo.launch.py").body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"gazebo_demo.launch.py has no {name} constant")
+
+
+def test_world_has_shapes_sky_and_a_rendering_camera() -> None:
+    world = ET.parse(ROOT / "worlds" / "shapes.sdf").getroot()
+    major, minor = (int(part) for part in world.get("version", "0.0").split("."))
+    assert (major, minor) >= (1, 9), "SDF 1.9 or newer"
+    assert (major, minor) <= (1, 9), "Gazebo Fortress (Humble) reads SDF up to 1.9"
+    plugins = {plugin.get("name") for plugin in world.iter("plugin")}
+    assert "gz::sim::systems::Sensors" in plugins, "camera sensors render only with the Sensors system"
+    assert world.find("world/scene/sky") is not None
+    geometries = {child.tag for geometry in world.iter("geometry") for child in geometry}
+    assert {"plane", "box", "sphere", "cylinder"} <= geometries
+    assert sum(1 for _ in world.iter("model")) >= 6
+
+
+def test_bridge_matches_the_world_camera_topics() -> None:
+    world = ET.parse(ROOT / "worlds" / "shapes.sdf").getroot()
+    cameras = [sensor for sensor in world.iter("sensor") if sensor.get("type") == "camera"]
+    assert len(cameras) == 1
+    image_topic = cameras[0].findtext("topic").strip()
+    # gz-sensors publishes camera_info next to the image: last topic name replaced by camera_info.
+    info_topic = image_topic.rsplit("/", 1)[0] + "/camera_info"
+    bridged = {entry.split("@", 1)[0]: entry for entry in _gazebo_constant("BRIDGED_TOPICS")}
+    for topic in (image_topic, info_topic, "/clock"):
+        assert topic in bridged, (
+            f"gazebo_demo.launch.py does not bridge {topic}; it bridges {sorted(bridged)}"
+        )
+    assert bridged[image_topic].endswith("@sensor_msgs/msg/Image[gz.msgs.Image")
+    assert bridged[info_topic].endswith("@sensor_msgs/msg/CameraInfo[gz.msgs.CameraInfo")
+    assert bridged["/clock"].endswith("@rosgraph_msgs/msg/Clock[gz.msgs.Clock"), "use_sim_time needs /clock"
+    # The node in NAMESPACE reads <namespace>/image and <namespace>/camera_info.
+    namespace = _gazebo_constant("NAMESPACE")
+    assert image_topic == f"/{namespace}/image"
+    assert info_topic == f"/{namespace}/camera_info"
