@@ -323,3 +323,34 @@ def test_bridge_matches_the_world_camera_topics() -> None:
     namespace = _gazebo_constant("NAMESPACE")
     assert image_topic == f"/{namespace}/image"
     assert info_topic == f"/{namespace}/camera_info"
+
+
+# ---- agreement with the node's own parameter table ------------------------------------------------
+def test_parameter_table_matches_node_core() -> None:
+    node_core = pytest.importorskip("segmentation_ros.node_core")  # imports torch
+    kinds = {
+        str: STRING_PARAMETERS,
+        float: DOUBLE_PARAMETERS,
+        int: INTEGER_PARAMETERS,
+        bool: BOOL_PARAMETERS,
+    }
+    for spec in node_core.PARAMETERS:
+        assert spec.name in PARAMETERS, f"node_core declares {spec.name}; add it to this test's table"
+        if isinstance(spec.default, list):
+            expected = INTEGER_ARRAY_PARAMETERS if spec.name == "classes" else STRING_ARRAY_PARAMETERS
+        else:
+            expected = kinds[type(spec.default)]
+        assert spec.name in expected, f"{spec.name}: type {type(spec.default).__name__} in node_core"
+    declared = {spec.name for spec in node_core.PARAMETERS} | {"use_sim_time"}
+    assert PARAMETERS <= declared, f"not declared by node_core: {sorted(PARAMETERS - declared)}"
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_params_file_passes_node_core_validation(config: str) -> None:
+    node_core = pytest.importorskip("segmentation_ros.node_core")
+    params = {
+        name: value
+        for name, value in _params(config).items()
+        if name not in ("use_sim_time", "qos_overrides")
+    }
+    node_core.validate_parameters(params)  # raises ValueError naming the bad value
