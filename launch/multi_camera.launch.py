@@ -6,8 +6,8 @@
 Each camera gets a namespace under the node's: with ``cameras: [front, left]`` the node reads
 ``front/image`` and ``left/image`` and writes ``front/semantic/labels``, ``left/overlay``, and so on
 (``front/image/compressed`` with ``use_compressed``). ``image_name`` remaps the per-camera input to
-what the camera driver publishes, e.g. ``front/image_raw``; camera_info stays
-``<camera>/camera_info``. QoS is set per topic with the standard overrides in the params file
+what the camera driver publishes, e.g. ``front/image_raw``; camera_info is read next to the image
+(``image_name:=color/image_raw`` -> ``front/color/camera_info``), as image_transport expects. QoS is set per topic with the standard overrides in the params file
 (``qos_overrides./front/image.subscription.reliability: best_effort``).
 
 The params file (default ``config/<task>.yaml``) carries everything else. The node moves itself to
@@ -101,6 +101,9 @@ def _launch_setup(context: LaunchContext) -> list:
         for camera in cameras:
             remappings.append((f"{camera}/image", f"{camera}/{image_name}"))
             remappings.append((f"{camera}/image/compressed", f"{camera}/{image_name}/compressed"))
+            if "/" in image_name:  # e.g. color/image_raw: camera_info is color/camera_info
+                info = image_name.rsplit("/", 1)[0] + "/camera_info"
+                remappings.append((f"{camera}/camera_info", f"{camera}/{info}"))
 
     namespace = arg("namespace").strip("/")
     actions = [
@@ -146,7 +149,7 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "image_name",
                 default_value="image",
-                description="image topic inside each camera namespace, e.g. image_raw or image_rect_color",
+                description="image topic inside each camera namespace, e.g. image_raw or color/image_raw",
             ),
             DeclareLaunchArgument(
                 "task",

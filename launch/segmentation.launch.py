@@ -90,7 +90,10 @@ def _launch_setup(context: LaunchContext) -> list:
     image = arg("image")
     remappings = []
     if image and image != "image":
-        remappings = [("image", image), ("image/compressed", image.rstrip("/") + "/compressed")]
+        image = image.rstrip("/")
+        remappings = [("image", image), ("image/compressed", image + "/compressed")]
+        if "/" in image:  # camera_info next to the image, as image_transport's CameraSubscriber expects
+            remappings.append(("camera_info", image.rsplit("/", 1)[0] + "/camera_info"))
 
     actions = [
         LifecycleNode(
@@ -160,7 +163,8 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "image",
                 default_value="image",
-                description="topic the image input is remapped to (image/compressed follows it)",
+                description="topic the image input is remapped to; image/compressed follows it, and "
+                "camera_info is taken from the same namespace (/front/image_raw -> /front/camera_info)",
             ),
             DeclareLaunchArgument(
                 "use_sim_time", default_value="false", description="use /clock (simulation or bag playback)"
