@@ -33,6 +33,21 @@ def _tent_weights(start: torch.Tensor, size: int, lo: torch.Tensor, hi: torch.Te
     return (1 - (u[:, :, None] - cells[None, None, :]).abs()).clamp_(min=0)
 
 
+def _box_regions(boxes: torch.Tensor, mask_size: tuple[int, int], height: int, width: int) -> torch.Tensor:
+    """Integer pixel regions ``x0, y0, x1, y1`` (N, 4) that hold every non-zero pixel of each mask.
+
+    Bilinear sampling with zero padding reaches half a mask cell beyond the box; one whole cell
+    plus a pixel of margin is kept.
+    """
+    mh, mw = mask_size
+    cell = torch.stack([(boxes[:, 2] - boxes[:, 0]) / mw, (boxes[:, 3] - boxes[:, 1]) / mh], 1).clamp(min=0)
+    margin = cell.ceil() + 1
+    lo = (boxes[:, :2] - margin).floor().clamp(min=0)
+    hi = (boxes[:, 2:] + margin).ceil()
+    hi = torch.minimum(hi, torch.tensor([width, height], device=boxes.device, dtype=boxes.dtype))
+    return torch.cat([lo, torch.maximum(hi, lo)], 1).long()
+
+
 def paste_masks(
     masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, threshold: float = 0.5
 ) -> torch.Tensor:
@@ -40,6 +55,10 @@ def paste_masks(
 
     Equivalent to bilinear ``grid_sample`` of each mask over its box (align_corners=False, zero
     padding) followed by ``> threshold``.
+
+    On CUDA every mask is resampled over the whole image in two batched matmuls: no host sync,
+    no loop. On the CPU, where arithmetic is the cost and a sync is free, the matmuls cover only a
+    window the size of the largest box and each window is copied into place.
 
     Args:
         masks: (N, M, M) or (N, 1, M, M) float mask probabilities in box coordinates.
@@ -53,45 +72,50 @@ def paste_masks(
     if masks.dim() == 4:
         masks = masks[:, 0]
     n, mh, mw = masks.shape
-    out = torch.zeros((n, height, width), dtype=torch.bool, device=masks.device)
     if n == 0:
-        return out
+        return torch.zeros((0, height, width), dtype=torch.bool, device=masks.device)
     boxes = boxes.to(torch.float32)
-    # One window size for all boxes, from the box sizes: computed on the device would need a sync to
-    # size the window, so take it from the host copy of a tiny (N,4) tensor only when on CPU and use
-    # the whole image on CUDA, where the matmuls are cheap and the sync is the expensive part.
-    if masks.device.type == "cpu":
-        span = (boxes[:, 2:] - boxes[:, :2]).amax(0)
-        win_w = min(width, int(span[0].ceil()) + 3)
-        win_h = min(height, int(span[1].ceil()) + 3)
-    else:
-        win_w, win_h = width, height
-    x0 = (boxes[:, 0].floor().long() - 1).clamp(0, width - win_w)
-    y0 = (boxes[:, 1].floor().long() - 1).clamp(0, height - win_h)
-    compute_dtype = torch.float32
-    rx = _tent_weights(x0, win_w, boxes[:, 0], boxes[:, 2], mw).to(compute_dtype)  # (N, win_w, mw)
-    ry = _tent_weights(y0, win_h, boxes[:, 1], boxes[:, 3], mh).to(compute_dtype)  # (N, win_h, mh)
-    windows = torch.bmm(torch.bmm(ry, masks.to(compute_dtype)), rx.transpose(1, 2)) > threshold
-    if win_w == width and win_h == height:
-        return windows
-    rows = y0[:, None, None] + torch.arange(win_h, device=masks.device)[None, :, None]
-    cols = x0[:, None, None] + torch.arange(win_w, device=masks.device)[None, None, :]
-    index = torch.arange(n, device=masks.device)[:, None, None]
-    out[index, rows, cols] = windows
+    masks = masks.to(torch.float32)
+    if masks.device.type != "cpu":
+        start = torch.zeros(n, dtype=torch.long, device=masks.device)
+        rx = _tent_weights(start, width, boxes[:, 0], boxes[:, 2], mw)  # (N, W, mw)
+        ry = _tent_weights(start, height, boxes[:, 1], boxes[:, 3], mh)  # (N, H, mh)
+        return torch.bmm(torch.bmm(ry, masks), rx.transpose(1, 2)) > threshold
+    regions = _box_regions(boxes, (mh, mw), height, width)
+    win_w = max(int((regions[:, 2] - regions[:, 0]).max()), 1)
+    win_h = max(int((regions[:, 3] - regions[:, 1]).max()), 1)
+    x0 = regions[:, 0].clamp(max=width - win_w)
+    y0 = regions[:, 1].clamp(max=height - win_h)
+    rx = _tent_weights(x0, win_w, boxes[:, 0], boxes[:, 2], mw)
+    ry = _tent_weights(y0, win_h, boxes[:, 1], boxes[:, 3], mh)
+    windows = torch.bmm(torch.bmm(ry, masks), rx.transpose(1, 2)) > threshold
+    out = torch.zeros((n, height, width), dtype=torch.bool)
+    for k, (x, y) in enumerate(zip(x0.tolist(), y0.tolist(), strict=True)):
+        out[k, y : y + win_h, x : x + win_w] = windows[k]
     return out
 
 
-def paint_instance_ids(masks: torch.Tensor) -> torch.Tensor:
+def paint_instance_ids(masks: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
     """Instance-id map from masks sorted by descending score: overlaps go to the higher score.
 
     Args:
         masks: (N, H, W) bool, row k is the instance with id k + 1.
+        boxes: optional (N, 4) boxes the masks came from; on the CPU only their regions are
+            painted (lowest score first, so higher scores overwrite), which is much cheaper.
 
     Returns:
         (H, W) int32 ids, 0 where no mask covers the pixel.
     """
-    if masks.shape[0] == 0:
-        return torch.zeros(masks.shape[1:], dtype=torch.int32, device=masks.device)
+    n, height, width = masks.shape
+    if n == 0:
+        return torch.zeros((height, width), dtype=torch.int32, device=masks.device)
+    if masks.device.type == "cpu" and boxes is not None:
+        ids = torch.zeros((height, width), dtype=torch.int32)
+        regions = _box_regions(boxes.to(torch.float32), (1, 1), height, width).tolist()
+        for k in range(n - 1, -1, -1):
+            x0, y0, x1, y1 = regions[k]
+            ids[y0:y1, x0:x1].masked_fill_(masks[k, y0:y1, x0:x1], k + 1)
+        return ids
     as_bytes = masks.view(torch.uint8) if masks.dtype == torch.bool else masks.to(torch.uint8)
     first = as_bytes.argmax(0).to(torch.int32)  # index of the first (highest-score) covering mask
     return torch.where(masks.any(0), first + 1, torch.zeros_like(first))
