@@ -4,11 +4,29 @@ The same file serves ``colcon build`` in a ROS 2 workspace and ``pip install -e 
 machine without ROS. ``config/`` and ``launch/`` are installed under ``share/segmentation_ros`` in
 both cases, which is where :mod:`segmentation_ros.paths` looks for them.
 """
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 package_name = "segmentation_ros"
+
+# Off ROS, pip installs everything. In a ROS workspace (colcon, AMENT_PREFIX_PATH set) rosdep provides
+# numpy/OpenCV/yaml/tqdm from apt and torch comes from pip by hand; declaring them here would make
+# older setuptools' console-script wrappers (pkg_resources) refuse to start when, say, OpenCV is
+# apt's python3-opencv rather than the opencv-python-headless distribution.
+requirements = [
+    "numpy>=1.23",
+    "torch>=2.1",
+    "torchvision>=0.16",
+    "opencv-python-headless>=4.8",
+    "pyyaml>=6",
+    "rosbags>=0.10",
+    "tqdm>=4.60",
+    "pycocotools>=2.0.7",
+    "torchmetrics>=1.2",
+]
+install_requires = ["setuptools"] if os.environ.get("AMENT_PREFIX_PATH") else requirements
 
 setup(
     name=package_name,
@@ -24,17 +42,7 @@ setup(
         ("share/" + package_name + "/worlds", glob("worlds/*.sdf")),
     ],
     python_requires=">=3.10",
-    install_requires=[
-        "numpy>=1.23",
-        "torch>=2.1",
-        "torchvision>=0.16",
-        "opencv-python-headless>=4.8",
-        "pyyaml>=6",
-        "rosbags>=0.10",
-        "tqdm>=4.60",
-        "pycocotools>=2.0.7",
-        "torchmetrics>=1.2",
-    ],
+    install_requires=install_requires,
     extras_require={
         "test": ["pytest>=7", "catkin_pkg>=1.0", "ruff>=0.4"],
     },
