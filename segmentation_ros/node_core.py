@@ -8,6 +8,7 @@ the same code runs with rclpy's classes (live) and rosbags' (offline and tests).
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import deque
@@ -231,7 +232,9 @@ class FrameStats:
     last_error: str = ""
 
     def rate(self, times: deque, now_s: float) -> float:
-        recent = [t for t in times if now_s - t <= self.window_s]
+        # list() copies in one C call; iterating the deque itself races the inference thread's
+        # appends ("deque mutated during iteration") when /diagnostics runs on another thread.
+        recent = [t for t in list(times) if now_s - t <= self.window_s]
         return len(recent) / self.window_s if recent else 0.0
 
 
@@ -290,7 +293,8 @@ class SegmentationCore:
         params = validate_parameters({**self.params, **changes})
         with self._lock:
             if self.engine is not None:
-                self.engine.update(**{k: tuple(params[k]) if k == "classes" else params[k] for k in changes if k in _ENGINE_FIELDS})
+                runtime = [k for k in changes if k in _ENGINE_FIELDS and not _SPECS[k].read_only]
+                self.engine.update(**{k: tuple(params[k]) if k == "classes" else params[k] for k in runtime})
             self.params = params
 
     # -- topics --
@@ -386,7 +390,10 @@ class SegmentationCore:
 
         def info(group: str) -> None:
             if frame.camera_info is not None:
-                out.append(Output(topic_name(cam, f"{group}/camera_info"), "sensor_msgs/msg/CameraInfo", frame.camera_info))
+                # The image's header, so that image_transport's CameraSubscriber (exact stamps) pairs them.
+                camera_info = copy.copy(frame.camera_info)
+                camera_info.header = header
+                out.append(Output(topic_name(cam, f"{group}/camera_info"), "sensor_msgs/msg/CameraInfo", camera_info))
 
         if result.semantic is not None:
             sem = result.semantic
