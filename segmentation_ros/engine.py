@@ -16,14 +16,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import concat_box_prediction_layers
 
+from .cuda_graphs import GraphedCallable
 from .labels import LabelClass, LabelSet
 from .masks import paint_instance_ids, paste_masks
 from .panoptic import encode_panoptic, fuse_panoptic
@@ -74,6 +77,8 @@ class EngineConfig:
             ``instance_min_size=0`` runs at the camera's native resolution.
         semantic_input_size: shorter side the semantic network sees (0: native resolution).
         channels_last: NHWC memory format on CUDA (faster convolutions on tensor cores).
+        cuda_graphs: replay the fixed-shape parts (whole semantic network; Mask R-CNN backbone,
+            FPN and RPN head) as CUDA graphs, captured once per input shape (CUDA only).
         offline: never download weights (None: ``SEGMENTATION_ROS_OFFLINE``).
     """
 
@@ -97,6 +102,7 @@ class EngineConfig:
     instance_max_size: int = 1333
     semantic_input_size: int = 0
     channels_last: bool = True
+    cuda_graphs: bool = True
     offline: bool | None = None
 
     def validate(self) -> EngineConfig:
@@ -275,6 +281,8 @@ class SegmentationEngine:
         self._sem_mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._sem_std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
         self._upload = _Uploader(self.device)
+        self._semantic_forward = self._accelerate(self._semantic_network)
+        self._instance_trunk = self._accelerate(self._instance_network)
         if cfg.task == "panoptic":
             assert self.semantic_model is not None and self.instance_model is not None
             self.panoptic_labels, thing_map, stuff_map = panoptic_label_space(
@@ -354,6 +362,29 @@ class SegmentationEngine:
             loaded.module.to(memory_format=torch.channels_last)
         return loaded
 
+    def _accelerate(self, fn: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
+        """``fn`` under autocast, as a CUDA graph on CUDA when ``cuda_graphs`` is set."""
+        cfg = self.config
+        if self.device.type == "cuda" and cfg.cuda_graphs:
+            dtype = PRECISIONS[cfg.precision] if cfg.precision != "fp32" else None
+            return GraphedCallable(fn, autocast_dtype=dtype)
+
+        def eager(x: torch.Tensor) -> Any:
+            with self._autocast():
+                return fn(x)
+
+        return eager
+
+    def _semantic_network(self, x: torch.Tensor) -> torch.Tensor:
+        return self.semantic_model.module(x)["out"]  # type: ignore[union-attr]
+
+    def _instance_network(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], list, list]:
+        """The fixed-shape part of Mask R-CNN: backbone + FPN features and the RPN head's outputs."""
+        model = self.instance_model.module  # type: ignore[union-attr]
+        features = model.backbone(x)
+        objectness, deltas = model.rpn.head(list(features.values()))
+        return features, objectness, deltas
+
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
         if self.device.type == "cuda" and self.config.precision != "fp32":
@@ -399,9 +430,7 @@ class SegmentationEngine:
         if size and size != min(height, width):
             scale = size / min(height, width)
             x = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
-        with self._autocast():
-            logits = self.semantic_model.module(x)["out"]  # type: ignore[union-attr]
-        logits = logits.float()
+        logits = self._semantic_forward(x).float()
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         top, labels = logits.max(1)
@@ -429,9 +458,16 @@ class SegmentationEngine:
         images = ImageList(x, [(h, w)] * x.shape[0])
         model.roi_heads.score_thresh = cfg.score_threshold
         model.roi_heads.detections_per_img = cfg.max_detections
+        features, objectness, deltas = self._instance_trunk(images.tensors)
+        # The data-dependent rest of the RPN (as torchvision's RegionProposalNetwork.forward).
+        rpn = model.rpn
+        feature_list = list(features.values())
+        anchors = rpn.anchor_generator(images, feature_list)
+        per_level = [o[0].numel() for o in objectness]
+        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+        proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+        proposals, _ = rpn.filter_proposals(proposals, objectness, images.image_sizes, per_level)
         with self._autocast():
-            features = model.backbone(images.tensors)
-            proposals, _ = model.rpn(images, features)
             detections, _ = model.roi_heads(features, proposals, images.image_sizes)
         ratio = torch.tensor([width / w, height / h, width / w, height / h], device=self.device)
         filter_ids = torch.tensor(cfg.classes, device=self.device) if cfg.classes else None
