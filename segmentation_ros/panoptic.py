@@ -202,7 +202,9 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     Returns:
         (H, W, 3) uint8 RGB.
     """
-    ids = np.asarray(ids, dtype=np.uint32)
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= 256**3):
+        raise ValueError(f"COCO panoptic ids must be in [0, 2**24), got [{ids.min()}, {ids.max()}]")
     return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
 
 

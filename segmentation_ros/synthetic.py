@@ -29,11 +29,9 @@ z forward). Pixel (u, v) has its centre at integer coordinates (column u, row v)
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import json
 import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -42,8 +40,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 from pycocotools import mask as mask_utils
+
+from .imageio import atomic_write_bytes, write_png
+from .labels import get_label_set
+from .panoptic import id_to_rgb
 
 __all__ = [
     "CameraIntrinsics",
@@ -53,15 +54,12 @@ __all__ = [
     "SPLITS",
     "Scene",
     "World",
-    "decode_panoptic_png",
-    "encode_panoptic_png",
     "generate_scene",
     "generate_scenes",
     "generate_sequence",
     "render",
     "render_preview",
     "shapes_categories",
-    "shapes_labels_file",
     "to_coco",
     "write_dataset",
 ]
@@ -78,21 +76,6 @@ _NEAR = 1e-3  # [m] near plane used when projecting bounding boxes
 # Label set
 
 
-def shapes_labels_file() -> Path:
-    """Path of ``config/labels/shapes.yaml``: ``$SEGMENTATION_ROS_SHARE``, the source tree or the
-    install prefix's ``share/segmentation_ros``, first one that has it."""
-    relative = Path("config") / "labels" / "shapes.yaml"
-    candidates = []
-    if os.environ.get("SEGMENTATION_ROS_SHARE"):
-        candidates.append(Path(os.environ["SEGMENTATION_ROS_SHARE"]) / relative)
-    candidates.append(Path(__file__).resolve().parent.parent / relative)
-    candidates.append(Path(sys.prefix) / "share" / "segmentation_ros" / relative)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"shapes label set not found; looked at {[str(p) for p in candidates]}")
-
-
 @dataclass(frozen=True)
 class _ShapesLabels:
     void_id: int
@@ -102,16 +85,13 @@ class _ShapesLabels:
 
 @cache
 def _labels() -> _ShapesLabels:
-    data = yaml.safe_load(shapes_labels_file().read_text())
-    classes = tuple(
-        (int(c["id"]), str(c["name"]), tuple(int(x) for x in c["color"]), bool(c["isthing"]))
-        for c in data["classes"]
-    )
-    ids = {name: class_id for class_id, name, _, _ in classes}
+    label_set = get_label_set("shapes")
+    ids = {c.name: c.id for c in label_set.classes}
     missing = {"ground", "sky", "box", "sphere", "cylinder"} - set(ids)
     if missing:
-        raise ValueError(f"{shapes_labels_file()}: classes {sorted(missing)} missing, got {sorted(ids)}")
-    return _ShapesLabels(void_id=int(data.get("void_id") or 0), ids=ids, classes=classes)
+        raise ValueError(f"label set 'shapes': classes {sorted(missing)} missing, got {sorted(ids)}")
+    classes = tuple((c.id, c.name, c.color, c.isthing) for c in label_set.classes)
+    return _ShapesLabels(void_id=label_set.void_id or 0, ids=ids, classes=classes)
 
 
 def shapes_categories(things_only: bool = False) -> list[dict[str, Any]]:
@@ -1169,46 +1149,6 @@ def generate_sequence(
 # COCO export
 
 
-def encode_panoptic_png(panoptic: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG pixels of segment ids ``id = R + 256 G + 256^2 B``.
-
-    Args:
-        panoptic: (H, W) integer segment ids in [0, 256^3).
-
-    Returns:
-        (H, W, 3) uint8 RGB.
-    """
-    ids = panoptic.astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= 256**3):
-        raise ValueError(f"panoptic ids must be in [0, 2^24), got [{ids.min()}, {ids.max()}]")
-    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], axis=-1).astype(np.uint8)
-
-
-def decode_panoptic_png(rgb: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_panoptic_png`: (H, W, 3) uint8 RGB -> (H, W) int32 segment ids."""
-    rgb = rgb.astype(np.int32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if not ok:
-        raise OSError(f"PNG encoding failed for {path}")
-    _write_atomic(path, encoded.tobytes())
-
-
 def _rle_stats(mask: np.ndarray) -> tuple[dict[str, Any], int, list[float]]:
     """COCO RLE (counts as str), area and [x, y, w, h] bbox of a (H, W) bool mask."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -1268,7 +1208,7 @@ def to_coco(
     for image_id, scene in enumerate(scenes, start=1):
         height, width = scene.semantic.shape
         stem = f"{image_id:06d}"
-        _write_png(images_dir / f"{stem}.png", scene.image)
+        write_png(images_dir / f"{stem}.png", scene.image)
         images.append({"id": image_id, "file_name": f"{stem}.png", "width": width, "height": height})
         for instance_id, class_id in enumerate(scene.instance_class_ids.tolist(), start=1):
             rle, area, bbox = _rle_stats(scene.instances == instance_id)
@@ -1294,7 +1234,7 @@ def to_coco(
             segments.append(
                 {"id": segment_id, "category_id": class_id, "iscrowd": 0, "bbox": bbox, "area": area}
             )
-        _write_png(panoptic_dir / f"{stem}.png", encode_panoptic_png(scene.panoptic))
+        write_png(panoptic_dir / f"{stem}.png", id_to_rgb(scene.panoptic))
         panoptic_annotations.append(
             {"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments}
         )
@@ -1304,11 +1244,11 @@ def to_coco(
     instances_json = annotations_dir / "instances.json"
     panoptic_json = annotations_dir / "panoptic.json"
     common = {"info": info_block, "licenses": [], "images": images}
-    _write_atomic(
+    atomic_write_bytes(
         instances_json,
         json.dumps({**common, "annotations": instance_annotations, "categories": things}).encode(),
     )
-    _write_atomic(
+    atomic_write_bytes(
         panoptic_json,
         json.dumps({**common, "annotations": panoptic_annotations, "categories": categories}).encode(),
     )
@@ -1346,21 +1286,9 @@ def render_preview(scene: Scene) -> np.ndarray:
     """Side-by-side picture of a scene for eyeballing: image | semantic | instances.
 
     Returns:
-        (H, 3 W, 3) uint8 RGB; semantic in the label set's colours, instances in distinct
-        colours with instance boundaries in white.
+        (H, 3 W, 3) uint8 RGB; semantic in the label set's colours, instances in distinct colours.
     """
-    labels = _labels()
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    for class_id, _, color, _ in labels.classes:
-        lut[class_id] = color
-    semantic = lut[scene.semantic]
-    hues = (np.arange(scene.num_instances + 1) * 0.618034) % 1.0
-    colors = np.array([colorsys.hsv_to_rgb(h, 0.75, 0.95) for h in hues]) * 255
-    colors[0] = 0
-    instances = colors.astype(np.uint8)[scene.instances]
-    ids = scene.instances
-    edge = np.zeros(ids.shape, dtype=bool)
-    edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
-    edge[1:, :] |= ids[1:, :] != ids[:-1, :]
-    instances[edge & (ids > 0)] = 255
-    return np.concatenate([scene.image, semantic, instances], axis=1)
+    from .visualize import colorize_instances, colorize_labels
+
+    semantic = colorize_labels(scene.semantic, get_label_set("shapes"))
+    return np.concatenate([scene.image, semantic, colorize_instances(scene.instances)], axis=1)

@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from segmentation_ros.panoptic import id_to_rgb, rgb_to_id
 from segmentation_ros.synthetic import (
     CameraPose,
-    decode_panoptic_png,
-    encode_panoptic_png,
     generate_scene,
     generate_scenes,
     generate_sequence,
@@ -191,7 +190,7 @@ def test_coco_export_round_trip(tmp_path):
     assert {c["id"]: c["isthing"] for c in panoptic["categories"]} == {1: 0, 2: 0, 3: 1, 4: 1, 5: 1}
     for annotation, scene in zip(panoptic["annotations"], scenes, strict=True):
         png = cv2.imread(str(dataset.panoptic_dir / annotation["file_name"]))[..., ::-1]
-        segment_ids = decode_panoptic_png(png)
+        segment_ids = rgb_to_id(png)
         np.testing.assert_array_equal(segment_ids, scene.panoptic)
         listed = {s["id"] for s in annotation["segments_info"]}
         assert listed == set(np.unique(segment_ids).tolist()) - {0}
@@ -202,9 +201,9 @@ def test_coco_export_round_trip(tmp_path):
 
 def test_panoptic_png_codec():
     ids = np.array([[0, 1000, 3007], [5999, 65536 + 3, 256**3 - 1]], dtype=np.int32)
-    np.testing.assert_array_equal(decode_panoptic_png(encode_panoptic_png(ids)), ids)
+    np.testing.assert_array_equal(rgb_to_id(id_to_rgb(ids)), ids)
     with pytest.raises(ValueError):
-        encode_panoptic_png(np.array([[256**3]]))
+        id_to_rgb(np.array([[256**3]]))
 
 
 def test_sequence_is_smooth_and_consistent():
