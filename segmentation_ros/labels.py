@@ -163,9 +163,13 @@ class LabelSet:
     @classmethod
     def from_dict(cls, data: Mapping, *, default_name: str = "custom") -> LabelSet:
         """Build from the YAML structure described in the module docstring."""
-        if not isinstance(data, Mapping) or "classes" not in data:
-            raise ValueError("a label set needs a mapping with a 'classes' list")
-        colors = palette(1 + max(int(c["id"]) for c in data["classes"]))
+        if not isinstance(data, Mapping) or not isinstance(data.get("classes"), list) or not data["classes"]:
+            raise ValueError("a label set needs a mapping with a non-empty 'classes' list")
+        try:  # default colours are indexed by id: read every id before the per-entry checks below
+            top_id = max(int(entry["id"]) for entry in data["classes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"every class entry needs an integer 'id': {exc!r}") from exc
+        colors = palette(1 + max(top_id, 0))  # a negative id is reported by the LabelSet checks
         classes = []
         for entry in data["classes"]:
             try:
