@@ -445,30 +445,10 @@ class SegmentationEngine:
         resolution instead of torchvision's per-box loop.
         """
         cfg = self.config
-        model = self.instance_model.module  # type: ignore[union-attr]
         height, width = batch.shape[-2:]
-        x = self._normalize(batch, self._mean, self._std)
-        if cfg.instance_min_size:
-            scale = min(cfg.instance_min_size / min(height, width), cfg.instance_max_size / max(height, width))
-            if scale != 1.0:
-                x = F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
-        h, w = x.shape[-2:]
-        divisor = model.transform.size_divisible
-        x = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
-        images = ImageList(x, [(h, w)] * x.shape[0])
-        model.roi_heads.score_thresh = cfg.score_threshold
-        model.roi_heads.detections_per_img = cfg.max_detections
-        features, objectness, deltas = self._instance_trunk(images.tensors)
-        # The data-dependent rest of the RPN (as torchvision's RegionProposalNetwork.forward).
-        rpn = model.rpn
-        feature_list = list(features.values())
-        anchors = rpn.anchor_generator(images, feature_list)
-        per_level = [o[0].numel() for o in objectness]
-        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-        proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
-        proposals, _ = rpn.filter_proposals(proposals, objectness, images.image_sizes, per_level)
-        with self._autocast():
-            detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+        images = self._instance_input(batch)
+        h, w = images.image_sizes[0]
+        detections = self._detect(images)
         ratio = torch.tensor([width / w, height / h, width / w, height / h], device=self.device)
         filter_ids = torch.tensor(cfg.classes, device=self.device) if cfg.classes else None
         counts, boxes, scores, classes, masks = [], [], [], [], []
@@ -484,6 +464,45 @@ class SegmentationEngine:
         boxes_all[:, 1::2] = boxes_all[:, 1::2].clamp(0, height)
         pasted = paste_masks(torch.cat(masks), boxes_all, height, width, cfg.mask_threshold).split(counts)
         return list(zip(boxes_all.split(counts), scores, classes, pasted, strict=True))
+
+    def _instance_input(self, batch: torch.Tensor) -> ImageList:
+        """(B, 3, H, W) uint8 -> Mask R-CNN's input: normalised, resized (``instance_min_size``) and
+        zero-padded to the size divisor; ``image_sizes`` hold the unpadded (h, w)."""
+        cfg = self.config
+        model = self.instance_model.module  # type: ignore[union-attr]
+        height, width = batch.shape[-2:]
+        x = self._normalize(batch, self._mean, self._std)
+        if cfg.instance_min_size:
+            scale = min(cfg.instance_min_size / min(height, width), cfg.instance_max_size / max(height, width))
+            if scale != 1.0:
+                x = F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
+        h, w = x.shape[-2:]
+        divisor = model.transform.size_divisible
+        x = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
+        return ImageList(x, [(h, w)] * x.shape[0])
+
+    def _detect(self, images: ImageList) -> list[dict[str, torch.Tensor]]:
+        """Mask R-CNN's networks on a prepared input: backbone, FPN, RPN and ROI box and mask heads.
+
+        Returns torchvision's per-frame dicts in network-input pixels, with (N, 1, 28, 28) mask
+        probabilities (not pasted). ``segmentation-ros bench`` times this as the forward pass.
+        """
+        cfg = self.config
+        model = self.instance_model.module  # type: ignore[union-attr]
+        model.roi_heads.score_thresh = cfg.score_threshold
+        model.roi_heads.detections_per_img = cfg.max_detections
+        features, objectness, deltas = self._instance_trunk(images.tensors)
+        # The data-dependent rest of the RPN (as torchvision's RegionProposalNetwork.forward).
+        rpn = model.rpn
+        feature_list = list(features.values())
+        anchors = rpn.anchor_generator(images, feature_list)
+        per_level = [o[0].numel() for o in objectness]
+        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+        proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+        proposals, _ = rpn.filter_proposals(proposals, objectness, images.image_sizes, per_level)
+        with self._autocast():
+            detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+        return detections
 
     def _instance_result(
         self, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, masks: torch.Tensor
