@@ -321,7 +321,8 @@ class SegmentationCore:
             "vision_msgs/msg/LabelInfo",
             header=header if header is not None else f.new("std_msgs/msg/Header"),
             class_map=[f.new("vision_msgs/msg/VisionClass", class_id=c.id, class_name=c.name) for c in labels.classes],
-            threshold=float(self.params["score_threshold"]),
+            # float32 on the wire: hold the rounded value so a CDR round trip gives back an equal message
+            threshold=float(np.float32(self.params["score_threshold"])),
         )
 
     def latched_outputs(self, camera: str = "") -> list[Output]:
