@@ -176,7 +176,4 @@ def _ensure_plugins() -> None:
     global _PLUGINS_LOADED
     if not _PLUGINS_LOADED:
         _PLUGINS_LOADED = True
-        try:
-            from . import demo_models  # noqa: F401  (registers shapes_* models)
-        except ImportError:
-            pass
+        from . import demo_models  # noqa: F401  (registers shapes_* models)
