@@ -1,0 +1,625 @@
+"""The node core end to end with real ROS 2 message types (rosbags' Humble and Jazzy typestores).
+
+Tiny camera frames (48x64) go through randomly initialised models on the CPU (weights none: no
+download), LR-ASPP for semantic and Mask R-CNN for instance and panoptic, and every output message
+is checked against the contract in :data:`segmentation_ros.node_core.OUTPUTS`: topics, types,
+encodings, headers, sizes, ids, label infos, and a CDR round trip. The live rclpy node
+(``segmentation_ros/node.py``) is a thin adapter over this core; it is imported only where rclpy is.
+"""
+
+from __future__ import annotations
+
+import ast
+import py_compile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
+
+from segmentation_ros.conversions import image_to_numpy, numpy_to_compressed, numpy_to_image
+from segmentation_ros.messages import (
+    RosbagsFactory,
+    deserialize,
+    make_header,
+    messages_equal,
+    serialize,
+    time_to_ns,
+)
+from segmentation_ros.node_core import (
+    OUTPUTS,
+    PARAMETERS,
+    Frame,
+    LatestFrames,
+    Output,
+    SegmentationCore,
+    validate_parameters,
+)
+from segmentation_ros.weights import WeightsError
+
+DISTROS = ("humble", "jazzy")
+TASKS = ("semantic", "instance", "panoptic")
+HEIGHT, WIDTH = 48, 64
+STAMP_NS = 1_700_000_000_123_456_789
+NOW_NS = STAMP_NS + 250_000_000  # the fake ROS clock: 250 ms after the image was taken
+FRAME_ID = "camera_optical_frame"
+BASE_PARAMETERS = {
+    "semantic_model": "lraspp_mobilenet_v3_large",
+    "semantic_weights": "none",
+    "instance_weights": "none",
+    "device": "cpu",
+    "instance_min_size": 0,
+    "score_threshold": 0.05,  # randomly initialised heads score low
+    "max_detections": 10,  # the mask head runs per detection: keep the CPU time small
+}
+SPECS = {spec.topic: spec for spec in OUTPUTS}
+DIAGNOSTIC_KEYS = [
+    "task",
+    "device",
+    "models",
+    "input_rate_hz",
+    "output_rate_hz",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "frames_received",
+    "frames_processed",
+    "frames_dropped_stale",
+    "frames_rejected",
+    "last_error",
+]
+# Mask R-CNN's class slots without a COCO category (named "N/A"): not in the label set.
+COCO_GAPS = {
+    i for i, name in enumerate(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]) if name == "N/A"
+}
+NODE_PY = Path(__file__).resolve().parents[1] / "segmentation_ros" / "node.py"
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+def make_core(task: str, factory: RosbagsFactory, **parameters: object) -> SegmentationCore:
+    torch.manual_seed(0)  # the same random weights for every distro
+    core = SegmentationCore({**BASE_PARAMETERS, "task": task, **parameters}, factory, clock_ns=lambda: NOW_NS)
+    core.configure()
+    return core
+
+
+def scene(seed: int = 0) -> np.ndarray:
+    """(48, 64, 3) uint8 RGB: noise with two flat boxes, enough for random heads to fire."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    pixels[8:30, 6:26] = (200, 40, 40)
+    pixels[20:44, 34:60] = (30, 160, 220)
+    return pixels
+
+
+def image_msg(factory: RosbagsFactory, pixels: np.ndarray, frame_id: str = FRAME_ID, encoding: str = "rgb8"):
+    return numpy_to_image(pixels, encoding, make_header(factory, STAMP_NS, frame_id), factory)
+
+
+def camera_info_msg(factory: RosbagsFactory, frame_id: str = FRAME_ID):
+    # Older than the image, as the latest camera_info usually is: outputs must carry the image's stamp.
+    return factory.new(
+        "sensor_msgs/msg/CameraInfo",
+        header=make_header(factory, STAMP_NS - 33_000_000, frame_id),
+        height=HEIGHT,
+        width=WIDTH,
+        distortion_model="plumb_bob",
+        d=[0.0] * 5,
+        k=[50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0],
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p=[50.0, 0.0, 32.0, 0.0, 0.0, 50.0, 24.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    )
+
+
+def by_topic(outputs: list[Output]) -> dict[str, object]:
+    topics = [o.topic for o in outputs]
+    assert len(topics) == len(set(topics)), f"duplicate output topics {topics}"
+    return {o.topic: o.msg for o in outputs}
+
+
+def contract_topics(task: str, *, latched: bool = False, lazy: bool = True) -> set[str]:
+    return {o.topic for o in OUTPUTS if task in o.tasks and o.latched == latched and (lazy or not o.lazy)}
+
+
+def class_ids(label_info) -> set[int]:
+    return {int(c.class_id) for c in label_info.class_map}
+
+
+def detection_class_ids(detections) -> list[int]:
+    out = []
+    for det in detections.detections:
+        (hypothesis,) = det.results
+        class_id = hypothesis.hypothesis.class_id
+        assert class_id == str(int(class_id)), f"class_id {class_id!r} is not a class id as a string"
+        out.append(int(class_id))
+    return out
+
+
+def assert_known_classes(detected: set[int], known: set[int]) -> None:
+    unknown = detected - known
+    if unknown and unknown <= COCO_GAPS:
+        # Random heads score every slot; trained ones never pick these. Panoptic fusion drops them
+        # (thing_map -1), the instance path does not yet.
+        pytest.xfail(
+            f"engine: instance task publishes detections of {sorted(unknown)}, torchvision's N/A slots"
+        )
+    assert not unknown, f"classes {sorted(unknown)} are not in the label set"
+
+
+# ---- fixtures: models built once per module and distro, each task run once ------------------------
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # 48x64 frames gain nothing from threads; on a busy 2-core runner OpenMP's spinning threads
+    # made this module two to three times slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, tuple[RosbagsFactory, dict[str, SegmentationCore]]]:
+    """distro -> (factory, task -> configured core); pytest re-enters parametrised module fixtures."""
+    return {}
+
+
+@pytest.fixture(scope="module", params=DISTROS)
+def factory(request: pytest.FixtureRequest, built: dict) -> RosbagsFactory:
+    if request.param not in built:
+        distro_factory = RosbagsFactory(request.param)
+        built[request.param] = distro_factory, {task: make_core(task, distro_factory) for task in TASKS}
+    return built[request.param][0]
+
+
+@pytest.fixture(scope="module")
+def cores(factory: RosbagsFactory, built: dict) -> dict[str, SegmentationCore]:
+    return built[factory.distro][1]
+
+
+@dataclass
+class Run:
+    core: SegmentationCore
+    factory: RosbagsFactory
+    frame: Frame
+    published: list[Output]
+
+    @property
+    def outputs(self) -> dict[str, object]:
+        return by_topic(self.published)
+
+    @property
+    def task(self) -> str:
+        return self.core.params["task"]
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def run(request: pytest.FixtureRequest, factory: RosbagsFactory, cores: dict[str, SegmentationCore]) -> Run:
+    core = cores[request.param]
+    frame = Frame("", image_msg(factory, scene()), camera_info_msg(factory), received_ns=STAMP_NS)
+    return Run(core, factory, frame, core.process([frame]))
+
+
+# ---- every output: CDR and the contract -----------------------------------------------------------
+def test_every_output_round_trips_through_cdr(run: Run) -> None:
+    outputs = run.published + run.core.latched_outputs()
+    outputs.append(Output("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", run.core.diagnostics()))
+    for output in outputs:
+        assert output.msg.__msgtype__ == output.type, output.topic
+        data = serialize(output.msg, output.type, run.factory)
+        back = deserialize(data, output.type, run.factory)
+        assert messages_equal(back, output.msg), f"{output.topic} ({run.factory.distro}) changed in CDR"
+
+
+def test_outputs_are_exactly_the_contract_topics(run: Run) -> None:
+    assert set(run.outputs) == contract_topics(run.task)
+    latched = run.core.latched_outputs()
+    assert {o.topic for o in latched} == contract_topics(run.task, latched=True)
+    assert {o.topic for o in run.core.outputs()} == contract_topics(run.task) | contract_topics(
+        run.task, latched=True
+    )
+    for output in run.published + latched:
+        assert output.type == SPECS[output.topic].type, output.topic
+
+
+def test_outputs_keep_the_input_header_and_size(run: Run) -> None:
+    stamp = run.frame.image.header.stamp
+    for topic, msg in run.outputs.items():
+        headers = [msg.header] + [d.header for d in getattr(msg, "detections", [])]
+        for header in headers:
+            assert time_to_ns(header.stamp) == STAMP_NS == time_to_ns(stamp), topic
+            assert header.frame_id == FRAME_ID, topic
+        if hasattr(msg, "encoding") or topic.endswith("camera_info"):
+            assert (msg.height, msg.width) == (HEIGHT, WIDTH), topic
+
+
+def test_images_use_the_contract_encodings(run: Run) -> None:
+    dtypes = {"mono8": np.uint8, "mono16": np.uint16, "32SC1": np.int32, "rgb8": np.uint8}
+    for topic, msg in run.outputs.items():
+        if SPECS[topic].type != "sensor_msgs/msg/Image":
+            continue
+        assert msg.encoding in SPECS[topic].encoding.split(" / "), f"{topic}: {msg.encoding}"
+        assert len(msg.data) == msg.step * msg.height, topic
+        pixels = image_to_numpy(msg)
+        assert pixels.dtype == dtypes[msg.encoding], topic
+        assert pixels.shape == ((HEIGHT, WIDTH, 3) if msg.encoding == "rgb8" else (HEIGHT, WIDTH)), topic
+
+
+def test_camera_info_is_passed_on_only_when_given(
+    factory: RosbagsFactory, cores: dict[str, SegmentationCore]
+) -> None:
+    core = cores["semantic"]
+    with_info = by_topic(core.process([Frame("", image_msg(factory, scene()), camera_info_msg(factory))]))
+    info = with_info["semantic/camera_info"]
+    assert (info.k.tolist(), info.distortion_model) == (camera_info_msg(factory).k.tolist(), "plumb_bob")
+    without = by_topic(core.process([Frame("", image_msg(factory, scene()))]))
+    assert set(without) == contract_topics("semantic") - {"semantic/camera_info"}
+
+
+@pytest.mark.parametrize("task", ["semantic", "panoptic"])  # panoptic has every lazy topic
+def test_lazy_outputs_only_while_subscribed(
+    factory: RosbagsFactory, cores: dict[str, SegmentationCore], task: str
+) -> None:
+    core = cores[task]
+    asked: list[str] = []
+
+    def subscribed(topic: str) -> bool:
+        asked.append(topic)
+        return topic == "front/overlay"
+
+    outputs = by_topic(core.process([Frame("front", image_msg(factory, scene()))], subscribed=subscribed))
+    lazy = {o.topic for o in OUTPUTS if o.lazy and task in o.tasks}
+    assert sorted(asked) == sorted(f"front/{t}" for t in lazy)  # full names, camera namespace included
+    expected = contract_topics(task, lazy=False) - {t for t in SPECS if t.endswith("camera_info")}
+    assert set(outputs) == {f"front/{t}" for t in expected | {"overlay"}}
+
+
+# ---- ids, boxes and label infos ---------------------------------------------------------------------
+@pytest.mark.parametrize("run", ["instance", "panoptic"], indirect=True)
+def test_instance_ids_and_boxes_match_the_detections(run: Run) -> None:
+    detections = run.outputs["detections"]
+    ids = image_to_numpy(run.outputs["instances/ids"])
+    assert detections.detections, "random Mask R-CNN heads found nothing: the checks below would be empty"
+    assert {str(v) for v in np.unique(ids) if v} == {d.id for d in detections.detections}
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    for det in detections.detections:
+        score = det.results[0].hypothesis.score
+        assert run.core.params["score_threshold"] <= score <= 1.0
+        cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
+        sx, sy = det.bbox.size_x, det.bbox.size_y
+        assert sx >= 0 and sy >= 0 and det.bbox.center.theta == 0.0
+        x1, y1, x2, y2 = cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2
+        assert -1e-3 <= x1 and x2 <= WIDTH + 1e-3 and -1e-3 <= y1 and y2 <= HEIGHT + 1e-3, det.id
+        mask = ids == int(det.id)
+        # pixel (r, c) covers [c, c + 1) x [r, r + 1): it must overlap the box
+        assert np.all(cols[mask] + 1 >= x1) and np.all(cols[mask] <= x2), f"instance {det.id} outside its box"
+        assert np.all(rows[mask] + 1 >= y1) and np.all(rows[mask] <= y2), f"instance {det.id} outside its box"
+    assert_known_classes(set(detection_class_ids(detections)), set(run.core.engine.instance_model.labels.ids))
+
+
+def test_label_info_covers_every_class_published(run: Run) -> None:
+    latched = by_topic(run.core.latched_outputs())
+    label_info = latched["label_info"]
+    assert label_info.threshold == pytest.approx(run.core.params["score_threshold"])
+    assert all(c.class_name for c in label_info.class_map)
+    if run.task == "semantic":
+        assert set(np.unique(image_to_numpy(run.outputs["semantic/labels"]))) <= class_ids(label_info)
+    if run.task == "panoptic":
+        semantic_info = latched["semantic/label_info"]
+        assert set(np.unique(image_to_numpy(run.outputs["semantic/labels"]))) <= class_ids(semantic_info)
+    if run.task in ("instance", "panoptic"):
+        assert_known_classes(set(detection_class_ids(run.outputs["detections"])), class_ids(label_info))
+
+
+@pytest.mark.parametrize("run", ["panoptic"], indirect=True)
+def test_panoptic_ids_decode_to_label_info_classes_and_detections(run: Run) -> None:
+    outputs = run.outputs
+    panoptic = image_to_numpy(outputs["panoptic/ids"])
+    classes, instances = np.divmod(panoptic, run.core.params["label_divisor"])
+    label_info = by_topic(run.core.latched_outputs())["label_info"]
+    assert set(np.unique(classes)) <= class_ids(label_info)
+    detection_ids = {int(d.id) for d in outputs["detections"].detections}
+    assert set(np.unique(instances[instances > 0])) == detection_ids
+    # a thing pixel's instance is the instances/ids value there
+    ids = image_to_numpy(outputs["instances/ids"])
+    assert np.array_equal(instances, ids.astype(np.int32))
+
+
+# ---- several cameras ----------------------------------------------------------------------------------
+def test_two_cameras_in_one_call_match_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # oneDNN picks other convolution kernels for a batch of two (activations move by ~1e-5, and
+    # random heads have near-ties); PyTorch's own kernels compute each sample the same way.
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    factory = RosbagsFactory("humble")
+    core = make_core("panoptic", factory, cameras=["front", "/left/"])
+    assert core.cameras == ["front", "left"]
+    assert core.input_topics("left") == {"image": "left/image", "camera_info": "left/camera_info"}
+    assert {o.topic for o in core.latched_outputs("left")} == {"left/label_info", "left/semantic/label_info"}
+    frames = [
+        Frame(
+            camera,
+            image_msg(factory, scene(seed), f"{camera}_optical_frame"),
+            camera_info_msg(factory, camera),
+        )
+        for seed, camera in enumerate(core.cameras)
+    ]
+    together = by_topic(core.process(frames))
+    alone = by_topic(core.process(frames[:1]) + core.process(frames[1:]))
+    expected = {f"{camera}/{topic}" for camera in core.cameras for topic in contract_topics("panoptic")}
+    assert set(together) == set(alone) == expected
+    for topic, msg in together.items():
+        assert msg.header.frame_id == f"{topic.split('/')[0]}_optical_frame", topic
+        assert messages_equal(msg, alone[topic]), f"{topic} differs when batched with the other camera"
+    assert together["front/detections"].detections and together["left/detections"].detections
+
+
+def test_compressed_input_topic() -> None:
+    core = SegmentationCore({"use_compressed": True, "cameras": ["front"]}, RosbagsFactory("humble"))
+    assert core.input_topics("front")["image"] == "front/image/compressed"
+
+
+# ---- bad frames and the mailbox -----------------------------------------------------------------------
+def test_bad_frames_are_rejected_and_counted_the_rest_is_processed(factory: RosbagsFactory) -> None:
+    core = make_core("semantic", factory)
+    good = image_msg(factory, scene())
+    unknown = factory.new("sensor_msgs/msg/Image", **{**_fields(good), "encoding": "rgb9"})
+    truncated = factory.new("sensor_msgs/msg/Image", **{**_fields(good), "data": good.data[:-7]})
+    header = make_header(factory, STAMP_NS, FRAME_ID)
+    jpeg = numpy_to_compressed(scene(1), "jpeg", header, factory, encoding="rgb8")
+    corrupt = factory.new(
+        "sensor_msgs/msg/CompressedImage", header=header, format="jpeg", data=b"\xff\xd8\xff\xe0garbage"
+    )
+    frames = [
+        Frame("good", good),
+        Frame("unknown", unknown),
+        Frame("jpeg", jpeg),
+        Frame("truncated", truncated),
+        Frame("corrupt", corrupt),
+    ]
+    outputs = by_topic(core.process(frames))
+    assert {topic.split("/")[0] for topic in outputs} == {"good", "jpeg"}
+    assert set(outputs) == {f"{cam}/{t}" for cam in ("good", "jpeg") for t in contract_topics("semantic")} - {
+        f"{cam}/semantic/camera_info" for cam in ("good", "jpeg")
+    }
+    assert image_to_numpy(outputs["jpeg/semantic/labels"]).shape == (HEIGHT, WIDTH)
+    assert (core.stats.received, core.stats.processed, core.stats.rejected) == (5, 2, 3)
+    assert core.stats.last_error.startswith("corrupt: ") and "jpeg" in core.stats.last_error
+
+
+def _fields(msg: object) -> dict[str, object]:
+    return {
+        name: getattr(msg, name)
+        for name in ("header", "height", "width", "encoding", "is_bigendian", "step", "data")
+    }
+
+
+def test_latest_frames_keeps_the_newest_frame_per_camera() -> None:
+    frames = LatestFrames()
+    for camera, seq in [("a", 1), ("a", 2), ("b", 1), ("a", 3)]:
+        frames.put(Frame(camera, seq))
+    assert sorted((f.camera, f.image) for f in frames.take(0)) == [("a", 3), ("b", 1)]
+    assert frames.stale == 2
+    start = time.monotonic()
+    assert frames.take(0.05) == [] and time.monotonic() - start >= 0.04
+
+
+def test_latest_frames_clear_wakes_a_waiting_consumer() -> None:
+    frames = LatestFrames()
+    taken: list[list[Frame]] = []
+    consumer = threading.Thread(target=lambda: taken.append(frames.take(10.0)))
+    consumer.start()
+    time.sleep(0.05)
+    frames.clear()  # what the node does on deactivate
+    consumer.join(2.0)
+    assert not consumer.is_alive() and taken == [[]]
+
+
+def test_latest_frames_drops_stale_frames_for_a_slow_consumer() -> None:
+    frames, count, cameras = LatestFrames(), 200, ("a", "b")
+    done = threading.Event()
+
+    def produce() -> None:
+        for seq in range(count):
+            for camera in cameras:
+                frames.put(Frame(camera, seq))
+            time.sleep(0.0005)
+        done.set()
+
+    taken: list[list[Frame]] = []
+    producer = threading.Thread(target=produce)
+    producer.start()
+    while not done.is_set() or taken[-1]:
+        taken.append(frames.take(0.05))
+        time.sleep(0.01)  # a slow model
+    producer.join()
+    for batch in taken:
+        assert len({f.camera for f in batch}) == len(batch), "more than one frame of a camera in one take"
+    for camera in cameras:
+        seqs = [f.image for batch in taken for f in batch if f.camera == camera]
+        assert seqs == sorted(set(seqs)) and seqs[-1] == count - 1, "frames out of order or newest lost"
+    delivered = sum(len(batch) for batch in taken)
+    assert frames.stale > 0 and delivered + frames.stale == count * len(cameras)
+
+
+# ---- parameters -------------------------------------------------------------------------------------
+def test_validate_parameters_fills_defaults() -> None:
+    params = validate_parameters({})
+    defaults = {spec.name: spec.default for spec in PARAMETERS}
+    assert params == {**defaults, "classes": [], "cameras": [""]}
+    assert validate_parameters({"cameras": ["/front/", "left"]})["cameras"] == ["front", "left"]
+    assert validate_parameters({"classes": [0, 3]})["classes"] == [3]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("score_threshold", "high", "expected float"),
+        ("max_detections", 2.5, "expected int"),
+        ("autostart", "yes", "expected bool"),
+        ("use_compressed", 1, "expected bool"),
+        ("classes", 3, "expected list"),
+        ("score_threshold", 1.5, "[0.0, 1.0]"),
+        ("max_detections", 0, "[1, 1000]"),
+        ("diagnostics_period", 0.0, "[0.05, 3600.0]"),
+        ("task", "depth", "expected one of"),
+        ("precision", "fp8", "expected one of"),
+        ("cameras", ["front", "/front"], "unique"),
+    ],
+)
+def test_validate_parameters_rejects_bad_values_naming_them(name: str, value: object, expected: str) -> None:
+    with pytest.raises(ValueError, match=f"parameter {name}") as excinfo:
+        validate_parameters({name: value})
+    assert expected in str(excinfo.value)
+
+
+def test_validate_parameters_rejects_unknown_names() -> None:
+    with pytest.raises(ValueError, match="scroe_threshold") as excinfo:
+        validate_parameters({"scroe_threshold": 0.3})
+    assert "score_threshold" in str(excinfo.value)  # the known names are listed
+
+
+def test_set_parameters_at_runtime(factory: RosbagsFactory) -> None:
+    core = make_core("semantic", factory)
+    core.set_parameters({"score_threshold": 0.3, "classes": [0, 2, 5]})
+    assert core.params["score_threshold"] == 0.3 and core.engine.config.score_threshold == 0.3
+    assert core.engine.config.classes == (2, 5)
+    assert core.label_info().threshold == pytest.approx(0.3)
+    for change in ({"task": "instance"}, {"device": "cuda"}, {"max_detections": 5}):
+        with pytest.raises(ValueError, match=f"{next(iter(change))} is read-only"):
+            core.set_parameters(change)
+    with pytest.raises(ValueError, match="task is read-only"):  # all or nothing
+        core.set_parameters({"score_threshold": 0.2, "task": "instance"})
+    with pytest.raises(ValueError, match=r"parameter mask_threshold: expected a value in \[0.0, 1.0\]"):
+        core.set_parameters({"mask_threshold": 1.2})
+    with pytest.raises(ValueError, match="unknown parameter foo"):
+        core.set_parameters({"foo": 1})
+    assert core.params["score_threshold"] == 0.3 and core.engine.config.mask_threshold == 0.5
+    core.set_parameters({"task": "semantic", "score_threshold": 0.4})  # an unchanged read-only value is fine
+    assert core.engine.config.score_threshold == 0.4 and core.params["task"] == "semantic"
+
+
+def test_read_only_parameters_change_before_configure() -> None:
+    core = SegmentationCore(BASE_PARAMETERS, RosbagsFactory("humble"))
+    core.set_parameters({"task": "instance", "max_detections": 5})
+    assert (core.params["task"], core.params["max_detections"]) == ("instance", 5)
+
+
+def test_configure_fails_clearly_on_missing_weights(tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_weights.pt"
+    core = SegmentationCore({**BASE_PARAMETERS, "semantic_weights": str(missing)}, RosbagsFactory("humble"))
+    with pytest.raises(WeightsError, match="no_such_weights.pt") as excinfo:
+        core.configure()
+    assert isinstance(excinfo.value, RuntimeError)  # on_configure turns it into FAILURE
+    assert core.engine is None
+
+
+def test_configure_fails_clearly_on_a_missing_device() -> None:
+    core = SegmentationCore({**BASE_PARAMETERS, "device": "cuda:99"}, RosbagsFactory("humble"))
+    with pytest.raises(ValueError, match="cuda:99"):
+        core.configure()
+
+
+# ---- diagnostics ------------------------------------------------------------------------------------
+def test_diagnostics_report_counts_rates_and_latency(factory: RosbagsFactory) -> None:
+    core = make_core("semantic", factory)
+    bad = factory.new("sensor_msgs/msg/Image", **{**_fields(image_msg(factory, scene())), "encoding": "rgb9"})
+    frames = [Frame(c, image_msg(factory, scene()), received_ns=STAMP_NS) for c in ("a", "b")]
+    core.process([*frames, Frame("c", bad, received_ns=STAMP_NS)])
+    for _ in range(3):
+        core.frames.put(frames[0])  # two of these are replaced before anyone takes them
+    array = core.diagnostics("segmentation_node")
+    (status,) = array.status
+    values = {kv.key: kv.value for kv in status.values}
+    assert [kv.key for kv in status.values] == DIAGNOSTIC_KEYS
+    assert values["task"] == "semantic" and values["device"] == "cpu" == status.hardware_id
+    assert values["models"].startswith("lraspp_mobilenet_v3_large (")
+    assert (values["frames_received"], values["frames_processed"], values["frames_rejected"]) == (
+        "3",
+        "2",
+        "1",
+    )
+    assert values["frames_dropped_stale"] == "2"
+    assert (values["input_rate_hz"], values["output_rate_hz"]) == ("0.60", "0.40")  # per 5 s window
+    assert values["latency_p50_ms"] == values["latency_p99_ms"] == "250.0"
+    assert values["last_error"].startswith("c: unknown image encoding 'rgb9'")
+    assert (
+        status.level == 1
+        and status.message.startswith("1 frames rejected")
+        and status.name == "segmentation_node"
+    )
+    assert time_to_ns(array.header.stamp) == NOW_NS
+    back = deserialize(
+        serialize(array, "diagnostic_msgs/msg/DiagnosticArray", factory), array.__msgtype__, factory
+    )
+    assert messages_equal(back, array)
+
+
+def test_diagnostics_before_configure(factory: RosbagsFactory) -> None:
+    (status,) = SegmentationCore(BASE_PARAMETERS, factory).diagnostics().status
+    assert (status.level, status.message, status.hardware_id) == (1, "not configured", "unconfigured")
+
+
+def test_diagnostics_while_the_inference_thread_appends(factory: RosbagsFactory) -> None:
+    core = SegmentationCore(BASE_PARAMETERS, factory)
+    stop = threading.Event()
+
+    def inference() -> None:  # what process() does to the statistics, as fast as possible
+        while not stop.is_set():
+            core.stats._inputs.append(time.time())
+            core.stats._latency_ms.append(1.0)
+
+    thread = threading.Thread(target=inference)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            core.diagnostics()  # the /diagnostics timer, on an executor thread
+    finally:
+        stop.set()
+        thread.join()
+
+
+# ---- the rclpy node ---------------------------------------------------------------------------------
+def test_node_module_imports_where_rclpy_is() -> None:
+    pytest.importorskip("rclpy")
+    import segmentation_ros.node as node
+
+    assert callable(node.main) and issubclass(node.SegmentationNode, node.LifecycleNode)
+
+
+def test_node_module_compiles_and_stays_a_thin_adapter() -> None:
+    py_compile.compile(str(NODE_PY), doraise=True)
+    source = NODE_PY.read_text()
+    tree = ast.parse(source)
+    docstring_lines = {
+        line
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for line in range(node.lineno, node.end_lineno + 1)
+    }
+    code = [
+        text
+        for number, text in enumerate(source.splitlines(), 1)
+        if text.strip() and not text.strip().startswith("#") and number not in docstring_lines
+    ]
+    assert len(code) < 250, f"node.py has {len(code)} lines of code; move logic into node_core"
+    imported = {
+        (alias.name if isinstance(node, ast.Import) else node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert not imported & {"torch", "numpy", "cv2"}, "node.py does no computing of its own"
+    functions = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert {
+        "main",
+        "SegmentationNode",
+        "on_configure",
+        "on_activate",
+        "on_deactivate",
+        "on_cleanup",
+    } <= functions
