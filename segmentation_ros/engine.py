@@ -450,10 +450,10 @@ class SegmentationEngine:
         h, w = images.image_sizes[0]
         detections = self._detect(images)
         ratio = torch.tensor([width / w, height / h, width / w, height / h], device=self.device)
-        filter_ids = torch.tensor(cfg.classes, device=self.device) if cfg.classes else None
+        allowed = self._allowed_classes()
         counts, boxes, scores, classes, masks = [], [], [], [], []
         for det in detections:
-            keep = slice(None) if filter_ids is None else torch.isin(det["labels"], filter_ids)
+            keep = allowed[det["labels"]]
             boxes.append(det["boxes"][keep].float() * ratio)
             scores.append(det["scores"][keep].float())
             classes.append(det["labels"][keep])
@@ -464,6 +464,18 @@ class SegmentationEngine:
         boxes_all[:, 1::2] = boxes_all[:, 1::2].clamp(0, height)
         pasted = paste_masks(torch.cat(masks), boxes_all, height, width, cfg.mask_threshold).split(counts)
         return list(zip(boxes_all.split(counts), scores, classes, pasted, strict=True))
+
+    def _allowed_classes(self) -> torch.Tensor:
+        """(num_classes,) bool on the device: thing classes the label set names (not the N/A gaps
+        of COCO's id space, not void), narrowed to ``classes`` when that filter is set."""
+        key = tuple(self.config.classes)
+        if getattr(self, "_allowed_key", None) != key:
+            labels = self.instance_model.labels  # type: ignore[union-attr]
+            allowed = torch.zeros(labels.num_classes, dtype=torch.bool)
+            things = labels.thing_ids or [c for c in labels.ids if c != labels.void_id]  # sets without flags
+            allowed[[c for c in things if not key or c in key]] = True
+            self._allowed, self._allowed_key = allowed.to(self.device), key
+        return self._allowed
 
     def _instance_input(self, batch: torch.Tensor) -> ImageList:
         """(B, 3, H, W) uint8 -> Mask R-CNN's input: normalised, resized (``instance_min_size``) and
