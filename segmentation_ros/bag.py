@@ -1,0 +1,735 @@
+"""Offline rosbag2 processing: segment every camera frame of a bag into a new bag, without ROS.
+
+``segmentation-ros bag IN OUT`` reads IN (mcap or sqlite3) with rosbags, runs the same
+:class:`~segmentation_ros.node_core.SegmentationCore` as the live node on every camera frame, and
+writes OUT: every input message copied byte for byte (same types, definitions and QoS metadata),
+plus the node's output topics under each camera's namespace, stamped with the receive time of the
+frame they came from.
+
+Cameras: every ``sensor_msgs/msg/Image`` and ``sensor_msgs/msg/CompressedImage`` topic (or the
+``--image-topic`` ones) is one camera. Its namespace is the topic's parent once a trailing
+``/compressed`` is dropped (``/front/image_raw`` -> ``/front``, ``/cam/image/compressed`` -> ``/cam``);
+``<namespace>/camera_info``, when recorded, goes with each frame (the latest one before it) and is
+passed on with the frame's header.
+Outputs go to ``<namespace>/<output>`` (``/front/semantic/labels``, ``/front/detections``, ...); the
+label infos once per camera, at its first frame's time, as the live node latches them.
+
+Frames of different cameras that arrive together (the next frame of each camera, until one repeats)
+are segmented in one batch (``max_batch`` caps it); each camera's outputs are those it would get
+alone, up to the float rounding of batched CPU/GPU kernels (byte-identical with PyTorch's native CPU
+kernels, see test_bag.py).
+
+OUT appears only complete: the bag is written to ``<parent of OUT>/.<OUT name>.partial-XXXX/<OUT
+name>/`` (rosbag2 names its data file after the bag directory) and renamed to OUT at the end; an
+error or Ctrl-C removes the temporary directory and leaves no OUT. IN is only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from .messages import SUPPORTED_DISTROS
+
+if TYPE_CHECKING:
+    from rosbags.highlevel import AnyReader
+    from rosbags.interfaces import Connection
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys.store import Typestore
+
+    from .engine import SegmentationEngine
+    from .messages import RosbagsFactory
+    from .node_core import Frame, Output, SegmentationCore
+
+__all__ = [
+    "BagError",
+    "BagSummary",
+    "Camera",
+    "IMAGE_TYPES",
+    "STORAGES",
+    "add_subcommand",
+    "camera_namespace",
+    "core_parameters_from_args",
+    "find_cameras",
+    "load_engine",
+    "process_bag",
+]
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+STORAGES = ("mcap", "sqlite3")
+# rosbag2 metadata version written per distro: Kilted's rosbag2 writes 9 (QoS as a list), older ones 8.
+_BAG_VERSIONS = {"humble": 8, "jazzy": 8, "kilted": 9}
+_IDL_PREFIX = "=" * 80 + "\nIDL: "
+
+
+class BagError(RuntimeError):
+    """The bag cannot be processed: unreadable input, OUT in the way, a topic that cannot be copied."""
+
+
+# ---- cameras --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Camera:
+    """One camera of the bag: its image topic, its namespace and its camera_info topic, if recorded."""
+
+    image_topic: str
+    namespace: str  # "/front"; "/" for an image topic at the root
+    camera_info_topic: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The camera as the node core names it: the namespace without slashes at the ends ("" for "/")."""
+        return self.namespace.strip("/")
+
+    def topic(self, relative: str) -> str:
+        """``/front`` + ``semantic/labels`` -> ``/front/semantic/labels``."""
+        return f"{self.namespace.rstrip('/')}/{relative}"
+
+
+def camera_namespace(image_topic: str) -> str:
+    """The camera namespace of an image topic: ``/front/image_raw`` -> ``/front``,
+    ``/cam/image/compressed`` -> ``/cam``, ``/image`` -> ``/``."""
+    topic = "/" + image_topic.strip("/")
+    if topic.endswith("/compressed"):
+        topic = topic[: -len("/compressed")]
+    return topic.rsplit("/", 1)[0] or "/"
+
+
+def _derived_image_topic(topic: str) -> bool:
+    """Image topics that are no camera: depth payloads and the node's own outputs (an earlier run's)."""
+    from .node_core import OUTPUTS
+
+    if topic.endswith("/compressedDepth"):
+        return True
+    if topic.endswith("/compressed"):
+        topic = topic[: -len("/compressed")]
+    return any(topic.endswith("/" + o.topic) for o in OUTPUTS if o.type == "sensor_msgs/msg/Image")
+
+
+def find_cameras(topics: Mapping[str, str], image_topics: Sequence[str] | None = None) -> list[Camera]:
+    """The cameras of a bag.
+
+    Args:
+        topics: topic name -> message type of every topic in the bag.
+        image_topics: the camera image topics; None or empty for every Image and CompressedImage
+            topic (except compressedDepth and earlier segmentation outputs; where a namespace has a
+            raw and a compressed topic, the raw one).
+
+    Raises:
+        ValueError: a named topic is missing or not an image, two topics share a namespace, or the
+            bag has no image topic.
+    """
+    images = sorted(t for t, kind in topics.items() if kind in IMAGE_TYPES)
+    if image_topics:
+        chosen = []
+        for topic in image_topics:
+            name = "/" + topic.strip("/")
+            if name not in topics:
+                raise ValueError(f"image topic {topic!r} is not in the bag; its image topics are {images}")
+            if topics[name] not in IMAGE_TYPES:
+                raise ValueError(
+                    f"image topic {topic!r} has type {topics[name]}; expected one of {IMAGE_TYPES}"
+                )
+            chosen.append(name)
+        chosen = list(dict.fromkeys(chosen))
+    else:
+        chosen = [t for t in images if not _derived_image_topic(t)]
+    if not chosen:
+        raise ValueError(
+            f"no camera image topics in the bag (topics: {sorted(topics)}); expected {IMAGE_TYPES}"
+        )
+
+    by_namespace: dict[str, list[str]] = {}
+    for topic in chosen:
+        by_namespace.setdefault(camera_namespace(topic), []).append(topic)
+    cameras = []
+    for namespace, group in by_namespace.items():
+        raw = [t for t in group if topics[t] == "sensor_msgs/msg/Image"]
+        if len(group) > 1 and not image_topics and len(raw) == 1:
+            group = raw  # image_raw and image_raw/compressed of one camera: the raw one
+        if len(group) > 1:
+            raise ValueError(
+                f"image topics {group} would all be camera {namespace} (whose outputs would collide); "
+                "choose one with --image-topic"
+            )
+        info = namespace.rstrip("/") + "/camera_info"
+        cameras.append(Camera(group[0], namespace, info if topics.get(info) == CAMERA_INFO else None))
+    return cameras
+
+
+# ---- parameters and the model ----------------------------------------------------------------------
+def core_parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """SegmentationCore parameters from the shared model options (see ``cli.add_model_arguments``)."""
+    from .cli import engine_config_from_args
+    from .node_core import PARAMETERS
+
+    config = engine_config_from_args(args)
+    names = {p.name for p in PARAMETERS}
+    params: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if f.name in names:
+            value = getattr(config, f.name)
+            params[f.name] = list(value) if isinstance(value, tuple) else "" if value is None else value
+    if getattr(args, "classes", None):
+        params["classes"] = list(args.classes)
+    return params
+
+
+def load_engine(core_parameters: Mapping[str, Any], *, offline: bool | None = None) -> SegmentationEngine:
+    """Load the engine that :func:`process_bag` would load for ``core_parameters``.
+
+    Pass it to several :func:`process_bag` calls (``engine=``) to load the model(s) once.
+    """
+    from .engine import SegmentationEngine
+    from .messages import RosbagsFactory
+    from .node_core import SegmentationCore
+
+    config = SegmentationCore(core_parameters, RosbagsFactory()).engine_config()
+    if offline is not None:
+        config = dataclasses.replace(config, offline=offline)
+    return SegmentationEngine(config)
+
+
+def _attach_engine(core: SegmentationCore, engine: SegmentationEngine) -> None:
+    """Give ``core`` a loaded engine, after checking it runs the models the parameters ask for."""
+    from .engine import RUNTIME_PARAMETERS, EngineConfig
+
+    want, have = core.engine_config(), engine.config
+    fixed = [
+        f.name for f in dataclasses.fields(EngineConfig) if f.name not in RUNTIME_PARAMETERS + ("offline",)
+    ]
+    differ = {n: (getattr(have, n), getattr(want, n)) for n in fixed if getattr(have, n) != getattr(want, n)}
+    if differ:
+        raise ValueError(f"the engine given does not match the parameters; (engine, parameters): {differ}")
+    engine.update(**{n: getattr(want, n) for n in RUNTIME_PARAMETERS})
+    core.engine = engine
+
+
+# ---- summary -------------------------------------------------------------------------------------
+@dataclass
+class BagSummary:
+    """What :func:`process_bag` did.
+
+    Attributes:
+        frames: camera frames read; ``processed + rejected``.
+        rejected: frames skipped because they could not be read or converted.
+        copied: input messages copied.
+        outputs: output messages written; per topic in ``topics``.
+        wall_s: wall time of the whole run, model loading included.
+    """
+
+    input: Path
+    output: Path
+    storage: str
+    cameras: list[Camera]
+    frames: int = 0
+    processed: int = 0
+    rejected: int = 0
+    copied: int = 0
+    outputs: int = 0
+    topics: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        """Frames segmented per second of wall time."""
+        return self.processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    def report(self) -> str:
+        """A few lines for the terminal."""
+        names = ", ".join(c.image_topic for c in self.cameras)
+        return (
+            f"{self.frames} frames from {len(self.cameras)} camera(s) ({names}): "
+            f"{self.processed} segmented, {self.rejected} rejected\n"
+            f"wrote {self.output} ({self.storage}): {self.copied} input messages copied, "
+            f"{self.outputs} output messages on {len(self.topics)} topics\n"
+            f"{self.wall_s:.1f} s, {self.fps:.2f} frames/s"
+        )
+
+
+# ---- the processor -------------------------------------------------------------------------------
+def _qos(depth: int, latched: bool) -> Any:
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)  # 0 = the default (infinite) deadline, lifespan and lease
+    durability = QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE
+    return Qos(
+        QosHistory.KEEP_LAST,
+        depth,
+        QosReliability.RELIABLE,
+        durability,
+        zero,
+        zero,
+        QosLiveliness.AUTOMATIC,
+        zero,
+        False,
+    )
+
+
+def _definition(conn: Connection, typestores: Sequence[Typestore], distro: str) -> tuple[str, str]:
+    """(message definition, RIHS01 hash) to write an input connection with, the bag's own where it has one."""
+    from rosbags.interfaces import MessageDefinitionFormat
+
+    fmt, text = conn.msgdef.format, conn.msgdef.data
+    if fmt == MessageDefinitionFormat.MSG or (
+        fmt == MessageDefinitionFormat.IDL and text.startswith(_IDL_PREFIX)
+    ):
+        digest = conn.digest or next((h for store in typestores if (h := _rihs01(store, conn.msgtype))), "")
+        if digest:
+            return text, digest
+    for store in typestores:
+        if conn.msgtype in store.fielddefs:
+            return store.generate_msgdef(conn.msgtype, ros_version=2)[0], store.hash_rihs01(conn.msgtype)
+    raise BagError(
+        f"topic {conn.topic}: type {conn.msgtype} has no definition in the bag and is no {distro} type; "
+        "cannot copy it (try another --distro)"
+    )
+
+
+def _rihs01(store: Typestore, msgtype: str) -> str | None:
+    if msgtype not in store.fielddefs:
+        return None
+    try:
+        return store.hash_rihs01(msgtype)
+    except Exception:  # an incomplete definition has no hash
+        return None
+
+
+@dataclass
+class _Pending:
+    """A frame waiting for its batch, and where its outputs go in the held-back writes."""
+
+    frame: Frame
+    slot: list
+
+
+class _Processor:
+    """Copies the input to the writer and adds the outputs, in receive-time order.
+
+    While a batch is pending, writes are held back so that each frame's outputs land right after the
+    frame itself: the output bag stays in time order without a sort.
+    """
+
+    def __init__(
+        self,
+        reader: AnyReader,
+        writer: Writer,
+        core: SegmentationCore,
+        cameras: list[Camera],
+        factory: RosbagsFactory,
+        summary: BagSummary,
+        max_batch: int,
+        progress: bool,
+    ):
+        from .node_core import OUTPUTS, topic_name
+
+        self.reader, self.writer, self.core, self.factory = reader, writer, core, factory
+        self.summary, self.max_batch, self.progress = summary, max_batch, progress
+        self.cameras = {c.image_topic: c for c in cameras}
+        self.by_name = {c.name: c for c in cameras}
+        self.info_topics = {c.camera_info_topic: c for c in cameras if c.camera_info_topic}
+        self.camera_of_output = {topic_name(c.name, o.topic): c.name for c in cameras for o in OUTPUTS}
+        self.latched = {o.topic for o in OUTPUTS if o.latched}
+        self.bag_types = reader.typestore  # the bag's own definitions
+        typestores = [reader.typestore, factory.typestore]
+        self.inputs: dict[tuple, Connection] = {}
+        for conn in reader.connections:
+            msgdef, digest = _definition(conn, typestores, factory.distro)
+            ext = conn.ext
+            self.inputs[self._key(conn)] = writer.add_connection(
+                conn.topic,
+                conn.msgtype,
+                msgdef=msgdef,
+                rihs01=digest,
+                serialization_format=ext.serialization_format,
+                offered_qos_profiles=ext.offered_qos_profiles,
+            )
+        self.outputs: dict[str, Connection] = {}
+        self.pending: list[_Pending] = []
+        self.held: list[list[tuple]] = []
+        self.latest_info: dict[str, Any] = {}
+        self.started: set[str] = set()
+
+    @staticmethod
+    def _key(conn: Connection) -> tuple:
+        return conn.topic, conn.msgtype, conn.id, id(conn.owner)
+
+    def _deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
+        # The bag's own definitions first; the distro's for types the bag does not define.
+        store = self.bag_types if msgtype in self.bag_types.fielddefs else self.factory.typestore
+        return store.deserialize_cdr(data, msgtype)
+
+    def _emit(self, writes: list[tuple]) -> None:
+        if self.pending:
+            self.held.append(writes)
+        else:
+            for write in writes:
+                self.writer.write(*write)
+
+    def _output(self, topic: str, msgtype: str) -> Connection:
+        """The output connection of ``topic``, added at its first message."""
+        conn = self.outputs.get(topic)
+        if conn is None:
+            latched = any(topic.endswith("/" + t) for t in self.latched)
+            qos = [_qos(1 if latched else 10, latched)]
+            conn = self.writer.add_connection(
+                topic, msgtype, typestore=self.factory.typestore, offered_qos_profiles=qos
+            )
+            self.outputs[topic] = conn
+        return conn
+
+    def _output_writes(self, outputs: list[Output], timestamp: int) -> list[tuple]:
+        writes = []
+        for out in outputs:
+            topic = "/" + out.topic
+            data = self.factory.serialize(out.msg, out.type)
+            writes.append((self._output(topic, out.type), timestamp, data))
+            self.summary.topics[topic] = self.summary.topics.get(topic, 0) + 1
+            self.summary.outputs += 1
+        return writes
+
+    def _reject(self, camera: Camera, timestamp: int, reason: str) -> None:
+        self.summary.rejected += 1
+        tqdm.write(f"rejected frame of {camera.image_topic} at {timestamp} ns: {reason}", file=sys.stderr)
+
+    def run(self) -> None:
+        from .node_core import Frame
+
+        total = sum(
+            c.msgcount
+            for c in self.reader.connections
+            if c.topic in self.cameras and c.msgtype in IMAGE_TYPES
+        )
+        with tqdm(
+            total=total, unit="frame", desc="segment", disable=not self.progress, file=sys.stderr
+        ) as bar:
+            for conn, timestamp, data in self.reader.messages():
+                camera = self.cameras.get(conn.topic) if conn.msgtype in IMAGE_TYPES else None
+                if camera is not None and (
+                    any(p.frame.camera == camera.name for p in self.pending)
+                    or (self.max_batch and len(self.pending) >= self.max_batch)
+                ):
+                    self._flush()
+                self._emit([(self.inputs[self._key(conn)], timestamp, data)])
+                self.summary.copied += 1
+                info_camera = self.info_topics.get(conn.topic)
+                if info_camera is not None and conn.msgtype == CAMERA_INFO:
+                    try:
+                        self.latest_info[info_camera.name] = self._deserialize(data, conn.msgtype)
+                    except Exception as exc:  # a bad camera_info must not stop the run
+                        tqdm.write(
+                            f"unreadable {conn.topic} at {timestamp} ns, keeping the previous one: {exc}",
+                            file=sys.stderr,
+                        )
+                if camera is None:
+                    continue
+                bar.update(1)
+                self.summary.frames += 1
+                slot = []
+                if camera.name not in self.started:  # latched label infos, once, at the first frame's time
+                    self.started.add(camera.name)
+                    slot = self._output_writes(self.core.latched_outputs(camera.name), timestamp)
+                try:
+                    image = self._deserialize(data, conn.msgtype)
+                except Exception as exc:  # any corrupt message is one rejected frame
+                    self._reject(camera, timestamp, f"cannot deserialize {conn.msgtype}: {exc}")
+                    self._emit(slot)
+                    continue
+                frame = Frame(camera.name, image, self.latest_info.get(camera.name), timestamp)
+                self.pending.append(_Pending(frame, slot))
+                self.held.append(slot)
+            self._flush()
+
+    def _segment(self, frames: list[Frame]) -> tuple[list[Output], dict[str, str]]:
+        """Outputs of a batch, and the reason for each camera whose frame was rejected."""
+        try:
+            return self.core.process(frames), {}
+        except ValueError as exc:  # a frame the engine refuses (e.g. zero-sized): find it, keep the others
+            if len(frames) == 1:
+                return [], {frames[0].camera: str(exc)}
+        outputs, errors = [], {}
+        for frame in frames:
+            try:
+                outputs.extend(self.core.process([frame]))
+            except ValueError as exc:
+                errors[frame.camera] = str(exc)
+        return outputs, errors
+
+    def _flush(self) -> None:
+        from .conversions import ConversionError
+
+        if not self.pending:
+            return
+        frames = [p.frame for p in self.pending]
+        outputs, errors = self._segment(frames)
+        by_camera: dict[str, list[Output]] = {}
+        for out in outputs:
+            by_camera.setdefault(self.camera_of_output[out.topic], []).append(out)
+        for pending in self.pending:
+            frame = pending.frame
+            camera = self.by_name[frame.camera]
+            mine = by_camera.get(frame.camera)
+            if not mine:
+                reason = errors.get(frame.camera)
+                if reason is None:  # the core skipped it: ask the decoder why
+                    try:
+                        self.core.decode(frame)
+                        reason = self.core.stats.last_error or "not converted"
+                    except ConversionError as exc:
+                        reason = str(exc)
+                self._reject(camera, frame.received_ns, reason)
+                continue
+            self.summary.processed += 1
+            pending.slot.extend(self._output_writes(mine, frame.received_ns))
+        self.pending.clear()
+        for writes in self.held:
+            for write in writes:
+                self.writer.write(*write)
+        self.held.clear()
+
+
+# ---- paths ---------------------------------------------------------------------------------------
+def _storage_of(path: Path) -> str:
+    """The storage of a bag, "mcap" or "sqlite3": from a directory's metadata, or a file's suffix."""
+    if path.is_dir():
+        import yaml
+
+        with contextlib.suppress(OSError, yaml.YAMLError, KeyError, TypeError):
+            meta = yaml.safe_load((path / "metadata.yaml").read_text())
+            storage = meta["rosbag2_bagfile_information"]["storage_identifier"]
+            if storage in STORAGES:
+                return storage
+        files = [p.name for p in path.iterdir()]
+        return "sqlite3" if any(".db3" in n for n in files) else "mcap"
+    return "sqlite3" if ".db3" in path.suffixes else "mcap"
+
+
+def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
+    if not src.exists():
+        raise BagError(f"input bag {src} does not exist")
+    if src.suffix == ".bag" and src.is_file():
+        raise BagError(f"{src} is a ROS 1 bag; convert it to rosbag2 first (rosbags-convert)")
+    a, b = src.resolve(), dst.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise BagError(f"output {dst} must lie outside the input {src} (and not contain it)")
+    if (dst.exists() or dst.is_symlink()) and not overwrite:
+        raise BagError(f"output {dst} exists; remove it or pass --overwrite")
+
+
+@contextlib.contextmanager
+def _atomic_bag(dst: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a path to write the bag at; move it to ``dst`` when the block ends without an error.
+
+    The bag is written to ``<dst parent>/.<dst name>.partial-XXXX/<dst name>``: rosbag2 names its data
+    file after the bag directory, so the directory keeps its final name and only its parent changes.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    try:
+        yield temp / dst.name
+        if dst.exists() or dst.is_symlink():
+            if not overwrite:
+                raise BagError(f"output {dst} appeared while processing; not replacing it (use --overwrite)")
+            previous = temp / f"{dst.name}.previous"
+            os.replace(dst, previous)
+            try:
+                os.replace(temp / dst.name, dst)
+            except BaseException:
+                os.replace(previous, dst)
+                raise
+        else:
+            os.replace(temp / dst.name, dst)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+# ---- entry point ---------------------------------------------------------------------------------
+def process_bag(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    core_parameters: Mapping[str, Any],
+    *,
+    image_topics: Sequence[str] | None = None,
+    storage: str | None = None,
+    distro: str = "humble",
+    overwrite: bool = False,
+    progress: bool = True,
+    max_batch: int = 0,
+    engine: SegmentationEngine | None = None,
+    offline: bool | None = None,
+) -> BagSummary:
+    """Segment every camera frame of a rosbag2 and write the input plus the outputs to a new bag.
+
+    Args:
+        input_path: a rosbag2 directory (mcap or sqlite3), or a single .mcap / .db3 file.
+        output_path: the bag directory to create.
+        core_parameters: :class:`~segmentation_ros.node_core.SegmentationCore` parameters (task,
+            models, thresholds, ...); ``cameras`` is set from the bag.
+        image_topics: the camera image topics; None for every Image / CompressedImage topic.
+        storage: "mcap" or "sqlite3"; None for the input's.
+        distro: ROS 2 distro whose message definitions the outputs (and types the bag does not
+            define) use: "humble", "jazzy" or "kilted".
+        overwrite: replace ``output_path`` if it exists (only once the new bag is complete).
+        progress: show a progress bar on stderr.
+        max_batch: most frames per forward pass; 0 for one per camera.
+        engine: a loaded engine to reuse (see :func:`load_engine`); it must run the models the
+            parameters name. None loads one (and frees it at the end).
+        offline: never download weights (None: ``SEGMENTATION_ROS_OFFLINE``).
+
+    Returns:
+        counts and timing; frames that cannot be read or converted are counted as rejected, reported
+        on stderr and skipped.
+
+    Raises:
+        ValueError: bad parameters or options, no camera topics, an output topic already recorded.
+        BagError: unreadable input, output in the way, a topic that cannot be copied.
+        KeyboardInterrupt: passed on, after removing the partial output.
+    """
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
+
+    from .messages import RosbagsFactory, make_typestore
+    from .node_core import SegmentationCore, validate_parameters
+
+    started = time.perf_counter()
+    src, dst = Path(input_path), Path(output_path)
+    if storage is not None and storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    if max_batch < 0:
+        raise ValueError(f"max_batch must be >= 0 (0: one frame per camera), got {max_batch}")
+    validate_parameters({**core_parameters, "cameras": [""]})  # bad options fail before the bag is read
+    typestore = make_typestore(distro)
+    _check_paths(src, dst, overwrite)
+    factory = RosbagsFactory(distro, typestore)
+
+    reader = AnyReader([src], default_typestore=typestore)
+    try:
+        reader.open()
+    except (AnyReaderError, ReaderError, OSError) as exc:
+        raise BagError(f"cannot read bag {src}: {exc}") from exc
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        cameras = find_cameras(topics, image_topics)
+        core = SegmentationCore({**core_parameters, "cameras": [c.name for c in cameras]}, factory)
+        taken = sorted(
+            c.topic(o.topic) for c in cameras for o in core.outputs() if c.topic(o.topic) in topics
+        )
+        if taken:
+            raise ValueError(
+                f"output topics {taken} are already in the input bag; process the original recording"
+            )
+        for msgtype in sorted({o.type for o in core.outputs()}):
+            # The writer keeps one definition per type: the bag's, if it has the type, must be ours.
+            theirs, ours = _rihs01(reader.typestore, msgtype), _rihs01(typestore, msgtype)
+            if theirs and ours and theirs != ours:
+                raise BagError(
+                    f"the bag defines {msgtype} differently from ROS 2 {distro} ({theirs} != {ours}); "
+                    "outputs of that type could not be decoded (try another --distro)"
+                )
+        summary = BagSummary(src, dst, storage or _storage_of(src), cameras)
+        if engine is None:
+            core.engine = load_engine(core.params, offline=offline)
+        else:
+            _attach_engine(core, engine)
+        try:
+            plugin = StoragePlugin.MCAP if summary.storage == "mcap" else StoragePlugin.SQLITE3
+            with _atomic_bag(dst, overwrite) as path:
+                with Writer(path, version=_BAG_VERSIONS[distro], storage_plugin=plugin) as writer:
+                    writer.set_custom_data("segmentation_ros.parameters", json.dumps(core.params))
+                    writer.set_custom_data("segmentation_ros.input", str(src))
+                    _Processor(reader, writer, core, cameras, factory, summary, max_batch, progress).run()
+        except (AnyReaderError, ReaderError, WriterError) as exc:
+            raise BagError(f"processing {src} failed: {exc}") from exc
+        finally:
+            if engine is None:
+                core.cleanup()
+            else:
+                core.engine = None  # borrowed: the caller frees it
+    finally:
+        reader.close()
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+# ---- command line --------------------------------------------------------------------------------
+def add_subcommand(subparsers: Any) -> None:
+    """Add ``segmentation-ros bag IN OUT``."""
+    from .cli import add_model_arguments
+
+    p = subparsers.add_parser(
+        "bag",
+        help="segment every camera frame of a rosbag2 into a new bag (no ROS needed)",
+        description="Copy a rosbag2 (mcap or sqlite3) and add the segmentation node's output topics for "
+        "every camera frame. OUT appears only when complete.",
+    )
+    p.add_argument("input", metavar="IN", help="input rosbag2: a bag directory, or a .mcap / .db3 file")
+    p.add_argument("output", metavar="OUT", help="output bag directory (must not exist, unless --overwrite)")
+    add_model_arguments(p)
+    g = p.add_argument_group("bag")
+    g.add_argument(
+        "--image-topic",
+        action="append",
+        default=[],
+        dest="image_topics",
+        metavar="TOPIC",
+        help="a camera image topic (Image or CompressedImage); repeat per camera. Default: every image topic",
+    )
+    g.add_argument(
+        "--classes",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="keep only instances of this class id; repeat for more (default: all)",
+    )
+    g.add_argument(
+        "--distro",
+        choices=SUPPORTED_DISTROS,
+        default="humble",
+        help="message definitions (default: %(default)s)",
+    )
+    g.add_argument("--storage", choices=STORAGES, help="output storage (default: the input's)")
+    g.add_argument(
+        "--max-batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="frames per batch at most (default 0: the next frame of every camera)",
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace OUT once the new bag is complete")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        summary = process_bag(
+            args.input,
+            args.output,
+            core_parameters_from_args(args),
+            image_topics=args.image_topics or None,
+            storage=args.storage,
+            distro=args.distro,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            max_batch=args.max_batch,
+            offline=True if args.offline else None,
+        )
+    except KeyboardInterrupt:
+        print(f"segmentation-ros bag: interrupted; {args.output} not written", file=sys.stderr)
+        return 130
+    print(summary.report())
+    return 0
