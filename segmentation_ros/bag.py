@@ -261,7 +261,8 @@ class BagSummary:
 
 
 # ---- the processor -------------------------------------------------------------------------------
-def _qos(depth: int, latched: bool) -> Any:
+def bag_qos(depth: int, latched: bool) -> Any:
+    """QoS metadata recorded for a topic this package writes (reliable; transient local if latched)."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     zero = QosTime(0, 0)  # 0 = the default (infinite) deadline, lifespan and lease
@@ -384,7 +385,7 @@ class _Processor:
         conn = self.outputs.get(topic)
         if conn is None:
             latched = any(topic.endswith("/" + t) for t in self.latched)
-            qos = [_qos(1 if latched else 10, latched)]
+            qos = [bag_qos(1 if latched else 10, latched)]
             conn = self.writer.add_connection(
                 topic, msgtype, typestore=self.factory.typestore, offered_qos_profiles=qos
             )
@@ -530,7 +531,7 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_bag(dst: Path, overwrite: bool) -> Iterator[Path]:
+def atomic_bag(dst: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a path to write the bag at; move it to ``dst`` when the block ends without an error.
 
     The bag is written to ``<dst parent>/.<dst name>.partial-XXXX/<dst name>``: rosbag2 names its data
@@ -646,7 +647,7 @@ def process_bag(
             _attach_engine(core, engine)
         try:
             plugin = StoragePlugin.MCAP if summary.storage == "mcap" else StoragePlugin.SQLITE3
-            with _atomic_bag(dst, overwrite) as path:
+            with atomic_bag(dst, overwrite) as path:
                 with Writer(path, version=_BAG_VERSIONS[distro], storage_plugin=plugin) as writer:
                     writer.set_custom_data("segmentation_ros.parameters", json.dumps(core.params))
                     writer.set_custom_data("segmentation_ros.input", str(src))

@@ -62,6 +62,7 @@ __all__ = [
     "shapes_categories",
     "to_coco",
     "write_dataset",
+    "write_sequence_bag",
 ]
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
@@ -1292,3 +1293,71 @@ def render_preview(scene: Scene) -> np.ndarray:
 
     semantic = colorize_labels(scene.semantic, get_label_set("shapes"))
     return np.concatenate([scene.image, semantic, colorize_instances(scene.instances)], axis=1)
+
+
+def write_sequence_bag(
+    path: str | os.PathLike[str],
+    scenes: Iterable[Scene],
+    *,
+    namespace: str = "/camera",
+    frame_id: str = "camera_optical_frame",
+    distro: str = "humble",
+    storage: str = "mcap",
+    overwrite: bool = False,
+) -> Path:
+    """Record scenes as a rosbag2 camera: ``<namespace>/image_raw`` (rgb8) + ``<namespace>/camera_info``.
+
+    Receive times equal the frames' stamps, so the bag plays as a live camera (``ros2 bag play``).
+    Written atomically like every bag of this package.
+
+    Args:
+        path: the bag directory to create.
+        scenes: frames with ``stamp_ns`` and ``intrinsics`` (e.g. :func:`generate_sequence`).
+        namespace: camera namespace of the two topics.
+        frame_id: header frame id.
+        distro: message definitions to record ("humble", "jazzy", "kilted").
+        storage: "mcap" or "sqlite3".
+        overwrite: replace an existing bag (only once the new one is complete).
+
+    Returns:
+        the bag directory.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from .bag import atomic_bag, bag_qos
+    from .conversions import numpy_to_image
+    from .messages import RosbagsFactory, make_header
+
+    factory = RosbagsFactory(distro)
+    store = factory.typestore
+    dst = Path(path)
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"bag {dst} exists; remove it or pass overwrite=True")
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    image_topic, info_topic = f"{namespace}/image_raw", f"{namespace}/camera_info"
+    with atomic_bag(dst, overwrite) as tmp:
+        writer = Writer(tmp, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+        with writer:
+            qos = [bag_qos(10, latched=False)]
+            image_conn = writer.add_connection(image_topic, "sensor_msgs/msg/Image", typestore=store, offered_qos_profiles=qos)
+            info_conn = writer.add_connection(
+                info_topic, "sensor_msgs/msg/CameraInfo", typestore=store, offered_qos_profiles=qos
+            )
+            for scene in scenes:
+                header = make_header(factory, scene.stamp_ns, frame_id)
+                k = scene.intrinsics
+                info = factory.new(
+                    "sensor_msgs/msg/CameraInfo",
+                    header=header,
+                    height=k.height,
+                    width=k.width,
+                    distortion_model="plumb_bob",
+                    d=[0.0] * 5,
+                    k=list(k.k),
+                    r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                    p=list(k.p),
+                )
+                image = numpy_to_image(scene.image, "rgb8", header, factory)
+                writer.write(info_conn, scene.stamp_ns, factory.serialize(info, "sensor_msgs/msg/CameraInfo"))
+                writer.write(image_conn, scene.stamp_ns, factory.serialize(image, "sensor_msgs/msg/Image"))
+    return dst
