@@ -53,7 +53,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = 
     g.add_argument("--max-detections", type=int, default=100)
     g.add_argument("--label-divisor", type=int, default=1000)
     g.add_argument(
-        "--instance-min-size", type=int, default=800, help="Mask R-CNN input short side; 0 = native (default: 800)"
+        "--instance-min-size",
+        type=int,
+        default=-1,
+        help="Mask R-CNN input short side; 0 = native, -1 = the model's own (torchvision: 800) (default)",
     )
     g.add_argument("--offline", action="store_true", help="never download weights")
 
@@ -178,6 +181,7 @@ _EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("segmentation_ros.bench", "add_subcommand"),
     ("segmentation_ros.train", "add_subcommand"),
     ("segmentation_ros.evaluate", "add_subcommand"),
+    ("segmentation_ros.demo", "add_subcommand"),
 ]
 
 

@@ -73,8 +73,9 @@ class EngineConfig:
         max_detections: instances per frame at most.
         label_divisor: panoptic encoding ``class * label_divisor + instance``.
         classes: keep only instances of these class ids (empty: all).
-        instance_min_size, instance_max_size: Mask R-CNN input resize (torchvision: 800, 1333);
-            ``instance_min_size=0`` runs at the camera's native resolution.
+        instance_min_size, instance_max_size: Mask R-CNN input resize; -1 takes the model's own
+            (torchvision's: 800, 1333; the demo models': their training size); ``instance_min_size=0``
+            runs at the camera's native resolution.
         semantic_input_size: shorter side the semantic network sees (0: native resolution).
         channels_last: NHWC memory format on CUDA (faster convolutions on tensor cores).
         cuda_graphs: replay the fixed-shape parts (whole semantic network; Mask R-CNN backbone,
@@ -98,8 +99,8 @@ class EngineConfig:
     max_detections: int = 100
     label_divisor: int = 1000
     classes: tuple[int, ...] = ()
-    instance_min_size: int = 800
-    instance_max_size: int = 1333
+    instance_min_size: int = -1
+    instance_max_size: int = -1
     semantic_input_size: int = 0
     channels_last: bool = True
     cuda_graphs: bool = True
@@ -124,10 +125,10 @@ class EngineConfig:
                 f"label_divisor ({self.label_divisor}) must exceed max_detections ({self.max_detections}) "
                 "so that every instance id fits"
             )
-        if self.instance_min_size < 0 or self.instance_max_size < max(self.instance_min_size, 1):
+        if self.instance_min_size < -1 or (self.instance_max_size != -1 and self.instance_max_size < max(self.instance_min_size, 1)):
             raise ValueError(
-                f"need 0 <= instance_min_size <= instance_max_size, got {self.instance_min_size}, "
-                f"{self.instance_max_size}"
+                f"need instance_min_size >= -1 and instance_max_size -1 or >= instance_min_size, got "
+                f"{self.instance_min_size}, {self.instance_max_size}"
             )
         if self.semantic_input_size < 0:
             raise ValueError(f"semantic_input_size must be >= 0, got {self.semantic_input_size}")
@@ -484,8 +485,10 @@ class SegmentationEngine:
         model = self.instance_model.module  # type: ignore[union-attr]
         height, width = batch.shape[-2:]
         x = self._normalize(batch, self._mean, self._std)
-        if cfg.instance_min_size:
-            scale = min(cfg.instance_min_size / min(height, width), cfg.instance_max_size / max(height, width))
+        min_size = cfg.instance_min_size if cfg.instance_min_size >= 0 else model.transform.min_size[-1]
+        max_size = cfg.instance_max_size if cfg.instance_max_size > 0 else model.transform.max_size
+        if min_size:
+            scale = min(min_size / min(height, width), max_size / max(height, width))
             if scale != 1.0:
                 x = F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
         h, w = x.shape[-2:]

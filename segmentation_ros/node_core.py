@@ -102,7 +102,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_detections", 100, "instances per frame at most", range=(1, 1000)),
     ParameterSpec("label_divisor", 1000, "panoptic/ids = class_id * label_divisor + instance_id", range=(2, 10**6)),
     ParameterSpec("classes", [0], "keep only these instance class ids ([] or [0]: all)", read_only=False),
-    ParameterSpec("instance_min_size", 800, "Mask R-CNN input short side; 0 = native camera resolution", range=(0, 4096)),
+    ParameterSpec(
+        "instance_min_size",
+        -1,
+        "Mask R-CNN input short side; -1 = the model's own (torchvision: 800), 0 = native camera resolution",
+        range=(-1, 4096),
+    ),
     ParameterSpec("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage)"),
     ParameterSpec("cameras", [""], "camera namespaces served by one model ([''] = the node's namespace)"),
     ParameterSpec("autostart", True, "configure and activate on start"),

@@ -210,9 +210,10 @@ def test_params_file_values(task: str) -> None:
     assert params.get("task") == task, f"{config}: task must be {task!r}"
     for name in UNIT_INTERVAL & set(params):
         assert 0.0 <= params[name] <= 1.0, f"{config}: {name} must be in [0, 1], got {params[name]}"
-    for name in ("stuff_area_threshold", "instance_min_size"):
-        if name in params:
-            assert params[name] >= 0, f"{config}: {name} must be >= 0"
+    if "stuff_area_threshold" in params:
+        assert params["stuff_area_threshold"] >= 0, f"{config}: stuff_area_threshold must be >= 0"
+    if "instance_min_size" in params:
+        assert params["instance_min_size"] >= -1, f"{config}: instance_min_size must be >= -1"
     if "max_detections" in params:
         assert 1 <= params["max_detections"] <= 1000
     if "label_divisor" in params:
