@@ -1,0 +1,197 @@
+"""``segmentation-ros bench`` on tiny inputs: the report's structure and ratios, never its speed.
+
+The demo models with random weights (nothing is downloaded) at 40x30 keep this to seconds; the
+figures themselves are meaningless here, so no test compares a time with a threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from segmentation_ros import bench
+from segmentation_ros.cli import main
+
+SEMANTIC = "semantic:shapes_lraspp"
+INSTANCE = "instance:shapes_maskrcnn"
+PANOPTIC = "panoptic:shapes_lraspp+shapes_maskrcnn"
+
+
+def _case(workload: str, batch: int = 1, width: int = 40, height: int = 30) -> bench.CaseSpec:
+    return bench.CaseSpec(bench.parse_workload(workload), width, height, batch)
+
+
+def _tiny(device: str, cases: list[bench.CaseSpec], **overrides: Any) -> bench.BenchOptions:
+    settings: dict[str, Any] = {
+        "device": device,
+        "cases": cases,
+        "warmup": 1,
+        "repeats": 2,
+        "iters": 1,
+        "instance_min_size": 48,  # differs from the 30-pixel frames: the native variants run too
+        "max_detections": 3,
+        "paste_detections": 100,
+        **overrides,
+    }
+    return bench.BenchOptions(**settings)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One CPU thread: on a machine shared with other jobs, OpenMP threads spinning against each
+    other make tiny convolutions 10-50x slower, and this module only checks structure."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    cases = [_case(SEMANTIC), _case(SEMANTIC, batch=2), _case(INSTANCE), _case(PANOPTIC, batch=2)]
+    return bench.run_benchmark(_tiny("cpu", cases))
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_report_is_json(report: dict[str, Any]) -> None:
+    assert json.loads(json.dumps(report)) == report
+    machine = report["machine"]
+    for key in ("cpu", "cpu_cores", "torch", "torchvision", "date_utc", "device", "load_average_start"):
+        assert key in machine
+    assert machine["device_type"] == "cpu"
+    assert report["options"]["precisions"] == ["fp32"]
+    assert "forward_<p>" in report["definitions"]
+
+
+def test_every_case_has_its_variants_and_ratios(report: dict[str, Any]) -> None:
+    assert [(c["workload"], c["batch"]) for c in report["cases"]] == [
+        (SEMANTIC, 1),
+        (SEMANTIC, 2),
+        (INSTANCE, 1),
+        (PANOPTIC, 2),
+    ]
+    for case in report["cases"]:
+        names = set(case["variants"])
+        assert {"naive", "ours_fp32", "ours_fp32_no_visual", "forward_fp32"} <= names
+        assert ("ours_fp32_separate" in names) == (case["batch"] > 1)
+        assert ("ours_fp32_native" in names) == (case["task"] != "semantic")
+        assert _positive(case["overhead_ratio"]) and _positive(case["overhead_ratio_no_visual"])
+        assert _positive(case["speedup_vs_naive"])
+        if case["batch"] > 1:
+            assert _positive(case["multicam_speedup"])
+        else:
+            assert case["multicam_speedup"] is None
+        for group in case["ratios"].values():
+            assert all(_positive(v) for v in group.values())
+        for name, v in case["variants"].items():
+            assert _positive(v["throughput_fps"]) and _positive(v["step_ms"]), name
+            assert 0 < v["latency_ms"]["p50"] <= v["latency_ms"]["p99"]
+            assert v["latency_ms"]["samples"] == 2
+            assert v["frames_per_step"] == case["batch"]
+            assert v["peak_gpu_mb"] is None and v["peak_host_mb"] > 0
+            if case["task"] == "semantic":
+                assert v["detections_per_frame"] is None
+            else:
+                assert v["detections_per_frame"] >= 0
+
+
+def test_network_input_sizes(report: dict[str, Any]) -> None:
+    semantic, _, instance, panoptic = report["cases"]
+    assert semantic["network_input"] == {"semantic": [30, 40]}
+    assert semantic["instance_min_size"] is None
+    # Mask R-CNN: short side 48 for naive and ours, and the labelled native case at 30x40.
+    assert instance["instance_min_size"] == 48
+    assert instance["network_input"]["instance"] == [48, 64]
+    assert instance["network_input"]["instance_native"] == [30, 40]
+    assert panoptic["network_input"]["semantic"] == [30, 40]
+
+
+def test_paste_comparison(report: dict[str, Any]) -> None:
+    (paste,) = report["paste"]
+    assert (paste["width"], paste["height"], paste["detections"]) == (40, 30, 100)
+    assert (
+        _positive(paste["paste_speedup"])
+        and _positive(paste["ours_ms"])
+        and _positive(paste["torchvision_ms"])
+    )
+    assert 0.9 < paste["pixel_agreement"] <= 1.0  # the same masks, up to sampling at the edges
+
+
+def test_targets_are_judged_for_the_device_measured(report: dict[str, Any]) -> None:
+    targets = report["targets"]
+    gpu = [t for t in targets if t["device"] == "cuda"]
+    cpu = [t for t in targets if t["device"] == "cpu"]
+    assert gpu and all(t["passed"] is None and t["note"] == "needs CUDA" for t in gpu)
+    assert len([t for t in cpu if "overhead" in t["target"]]) == len(report["cases"])
+    assert any("paste" in t["target"] for t in cpu)
+    assert all(isinstance(t["passed"], bool) for t in cpu)
+
+
+def test_tables_name_every_case(report: dict[str, Any]) -> None:
+    table, markdown = bench.format_table(report), bench.format_markdown(report)
+    for case in report["cases"]:
+        assert case["workload"] in table and case["workload"] in markdown
+    assert "needs CUDA" in table and "paste_speedup" in markdown
+    assert markdown.count("\n|") >= sum(len(c["variants"]) for c in report["cases"])
+
+
+def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    argv = ["bench", "--device", "cpu", "--workload", SEMANTIC, "--size", "32x24", "--batch", "1"]
+    argv += ["--warmup", "0", "--repeats", "1", "--iters", "1", "--paste-detections", "4"]
+    assert main([*argv, "--json", str(out), "--markdown", str(md)]) == 0
+    report = json.loads(out.read_text())
+    (case,) = report["cases"]
+    assert (case["workload"], case["width"], case["height"], case["batch"]) == (SEMANTIC, 32, 24, 1)
+    assert _positive(case["overhead_ratio"])
+    assert report["paste"][0]["detections"] == 4
+    assert "ours_fp32" in capsys.readouterr().out and md.read_text().startswith("| workload")
+
+
+def test_presets() -> None:
+    quick = bench.quick_options("cpu")
+    assert quick.instance_min_size == 0 and quick.precisions == ("fp32",)
+    assert {c.workload.name for c in quick.cases} == {"lraspp", "maskrcnn"}
+    full = bench.full_options("cpu")
+    assert {c.workload.name for c in full.cases} == set(bench.WORKLOADS)
+    assert {(c.width, c.height) for c in full.cases} == {(640, 480), (1280, 720)}
+    assert {c.batch for c in full.cases} == {1, 4} and full.instance_min_size == 800
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["nonsense", "semantic:", "instance:a+b", "panoptic:only_one", "tracking:x"],
+)
+def test_bad_workload_names_the_value(spec: str) -> None:
+    with pytest.raises(ValueError, match="workload"):
+        bench.parse_workload(spec)
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="needs CUDA"):
+        bench.run_benchmark(_tiny("cpu", [_case(SEMANTIC)], precisions=("fp32", "bf16")))
+    with pytest.raises(ValueError, match="repeats"):
+        bench.run_benchmark(_tiny("cpu", [_case(SEMANTIC)], repeats=0))
+    with pytest.raises(ValueError, match="no cases"):
+        bench.run_benchmark(_tiny("cpu", []))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_reports_gpu_memory_and_both_precisions() -> None:
+    result = bench.run_benchmark(_tiny("cuda", [_case(INSTANCE, batch=2)], precisions=("fp32", "bf16")))
+    (case,) = result["cases"]
+    assert {"ours_bf16", "forward_bf16", "ours_bf16_separate"} <= set(case["variants"])
+    assert all(v["peak_gpu_mb"] > 0 for v in case["variants"].values())
+    assert _positive(case["ratios"]["overhead"]["ours_bf16"])
+    assert all(t["passed"] is None for t in result["targets"] if t["device"] == "cuda")  # no 640x480 case
