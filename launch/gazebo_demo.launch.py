@@ -42,9 +42,9 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
-PACKAGE = "segmentation_ros"
+from segmentation_ros.launch_helpers import PACKAGE, as_bool, rviz_node
+
 NAMESPACE = "camera"
-RVIZ_TOPICS = ("overlay", "semantic/color", "panoptic/color", "instances/ids")
 # parameter_bridge "<topic>@<ROS type>[<gz type>": "[" bridges gz -> ROS only. The node in
 # namespace "camera" reads camera/image and camera/camera_info (test_package.py checks the world).
 BRIDGED_TOPICS = [
@@ -52,15 +52,6 @@ BRIDGED_TOPICS = [
     "/camera/camera_info@sensor_msgs/msg/CameraInfo[gz.msgs.CameraInfo",
     "/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",
 ]
-
-
-def _as_bool(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"launch argument {name}:={value!r}: expected true or false")
 
 
 def _launch_setup(context: LaunchContext) -> list:
@@ -72,7 +63,7 @@ def _launch_setup(context: LaunchContext) -> list:
     if not world.is_file():
         raise FileNotFoundError(f"launch argument world:={str(world)!r}: no such file")
     # -r: start running (a paused world renders no camera frames); -s: server only, no GUI.
-    gz_args = f"-r {'' if _as_bool(arg('gui'), 'gui') else '-s '}{world}"
+    gz_args = f"-r {'' if as_bool(arg('gui'), 'gui') else '-s '}{world}"
 
     overrides: dict[str, object] = {
         "task": "panoptic",
@@ -106,18 +97,8 @@ def _launch_setup(context: LaunchContext) -> list:
             parameters=[str(share / "config" / "panoptic.yaml"), overrides],
         ),
     ]
-    if _as_bool(arg("rviz"), "rviz"):
-        actions.append(
-            Node(
-                package="rviz2",
-                executable="rviz2",
-                name="segmentation_rviz",
-                arguments=["-d", str(share / "config" / "segmentation.rviz")],
-                parameters=[{"use_sim_time": True}],
-                remappings=[(f"/{topic}", f"/{NAMESPACE}/{topic}") for topic in RVIZ_TOPICS],
-                output="screen",
-            )
-        )
+    if as_bool(arg("rviz"), "rviz"):
+        actions.append(rviz_node(NAMESPACE, use_sim_time=True))
     return actions
 
 

@@ -15,42 +15,22 @@ older Humble releases reject it, and the launch-side transitions would race the 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode, Node
+from launch_ros.actions import LifecycleNode
 
-PACKAGE = "segmentation_ros"
-TASKS = ("semantic", "instance", "panoptic")
-# Image topics shown by config/segmentation.rviz (absolute there, remapped into the namespace).
-RVIZ_TOPICS = ("overlay", "semantic/color", "panoptic/color", "instances/ids")
-
-
-def _as_bool(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"launch argument {name}:={value!r}: expected true or false")
-
-
-def _task_in_params_file(path: Path) -> str | None:
-    """The ``task`` a parameters file sets for this node, if any."""
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        return None
-    for key in ("/**", "segmentation_node", "/segmentation_node"):
-        section = data.get(key)
-        params = section.get("ros__parameters") if isinstance(section, dict) else None
-        if isinstance(params, dict) and "task" in params:
-            return str(params["task"])
-    return None
+from segmentation_ros.launch_helpers import (
+    PACKAGE,
+    TASKS,
+    as_bool,
+    check_task_and_params_file,
+    image_remappings,
+    model_overrides,
+    rviz_node,
+)
 
 
 def _launch_setup(context: LaunchContext) -> list:
@@ -58,43 +38,14 @@ def _launch_setup(context: LaunchContext) -> list:
         return LaunchConfiguration(name).perform(context).strip()
 
     task = arg("task")
-    if task not in TASKS:
-        raise ValueError(f"launch argument task:={task!r}: expected one of {TASKS}")
-    params_file = Path(arg("params_file")).expanduser()
-    if not params_file.is_file():
-        raise FileNotFoundError(f"launch argument params_file:={str(params_file)!r}: no such file")
-    file_task = _task_in_params_file(params_file)
-    if file_task is not None and file_task != task:
-        # task is read-only in the node, and a silent override would hide a wrong preset.
-        raise ValueError(
-            f"params_file {str(params_file)!r} sets task {file_task!r} but task:={task!r}; "
-            f"pass task:={file_task} or a params file for {task}"
-        )
-
-    use_sim_time = _as_bool(arg("use_sim_time"), "use_sim_time")
+    params_file = check_task_and_params_file(task, arg("params_file"))
+    use_sim_time = as_bool(arg("use_sim_time"), "use_sim_time")
     overrides: dict[str, object] = {"task": task, "use_sim_time": use_sim_time}
-    for name in ("model", "weights"):
-        value = arg(name)
-        if not value:
-            continue
-        if task == "panoptic":
-            raise ValueError(
-                f"launch argument {name}:={value!r} is ambiguous for task panoptic (two models); "
-                f"set semantic_{name} and instance_{name} in a params_file instead"
-            )
-        overrides[f"{task}_{name}"] = value
+    overrides.update(model_overrides(task, arg("model"), arg("weights")))
     if arg("device"):
         overrides["device"] = arg("device")
 
     namespace = arg("namespace").strip("/")
-    image = arg("image")
-    remappings = []
-    if image and image != "image":
-        image = image.rstrip("/")
-        remappings = [("image", image), ("image/compressed", image + "/compressed")]
-        if "/" in image:  # camera_info next to the image, as image_transport's CameraSubscriber expects
-            remappings.append(("camera_info", image.rsplit("/", 1)[0] + "/camera_info"))
-
     actions = [
         LifecycleNode(
             package=PACKAGE,
@@ -103,25 +54,11 @@ def _launch_setup(context: LaunchContext) -> list:
             namespace=namespace,
             output="screen",
             parameters=[str(params_file), overrides],
-            remappings=remappings,
+            remappings=image_remappings(arg("image")),
         )
     ]
-    if _as_bool(arg("rviz"), "rviz"):
-        prefix = f"/{namespace}" if namespace else ""
-        actions.append(
-            Node(
-                package="rviz2",
-                executable="rviz2",
-                name="segmentation_rviz",
-                arguments=[
-                    "-d",
-                    str(Path(get_package_share_directory(PACKAGE), "config", "segmentation.rviz")),
-                ],
-                parameters=[{"use_sim_time": use_sim_time}],
-                remappings=[(f"/{topic}", f"{prefix}/{topic}") for topic in RVIZ_TOPICS] if prefix else [],
-                output="screen",
-            )
-        )
+    if as_bool(arg("rviz"), "rviz"):
+        actions.append(rviz_node(namespace, use_sim_time))
     return actions
 
 

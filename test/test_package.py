@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segmentation_ros import launch_helpers
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TASKS = ("semantic", "instance", "panoptic")
@@ -243,12 +245,12 @@ def test_rviz_config_shows_the_image_outputs() -> None:
     displays = data["Visualization Manager"]["Displays"]
     images = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
     assert images == RVIZ_TOPICS
-    # The launch files remap these absolute names into the node's namespace.
+    # The launch files start rviz2 through launch_helpers.rviz_node, which remaps these absolute
+    # names into the node's namespace (test_launch_helpers.py checks the remappings).
+    assert {f"/{topic}" for topic in launch_helpers.RVIZ_TOPICS} == RVIZ_TOPICS
     for name in LAUNCH_ARGUMENTS:
         if "rviz" in LAUNCH_ARGUMENTS[name]:
-            text = (ROOT / "launch" / name).read_text()
-            for topic in RVIZ_TOPICS:
-                assert f'"{topic[1:]}"' in text, f"{name} does not remap {topic} for rviz"
+            assert _calls(_launch_tree(name), "rviz_node"), f"{name} does not start rviz2 with rviz_node"
 
 
 # ---- launch files --------------------------------------------------------------------------------
@@ -282,6 +284,20 @@ def test_launch_file_starts_the_lifecycle_node_portably(name: str) -> None:
     # LifecycleNode(autostart=...) exists only in launch_ros >= 0.26.7 (Jazzy, 2025); the node's own
     # autostart parameter does the same on every distribution.
     assert "autostart" not in keywords, f"{name}: use the node's autostart parameter, not LifecycleNode's"
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_ARGUMENTS))
+def test_launch_file_imports_existing_helpers(name: str) -> None:
+    # The launch files cannot be imported without ROS; a misspelt helper would only fail in ros2 launch.
+    imported = [
+        alias.name
+        for node in ast.walk(_launch_tree(name))
+        if isinstance(node, ast.ImportFrom) and node.module == "segmentation_ros.launch_helpers"
+        for alias in node.names
+    ]
+    assert imported, f"{name}: expected to use segmentation_ros.launch_helpers"
+    missing = [helper for helper in imported if not hasattr(launch_helpers, helper)]
+    assert not missing, f"{name} imports names launch_helpers does not define: {missing}"
 
 
 # ---- Gazebo world --------------------------------------------------------------------------------
