@@ -1,0 +1,609 @@
+"""``segmentation-ros train``: fine-tune a registered architecture on synthetic frames or a COCO set.
+
+Semantic models learn per-pixel cross-entropy on the semantic map (void ignored), on inputs
+normalised exactly as :class:`~segmentation_ros.engine.SegmentationEngine` feeds them. Instance
+models are torchvision Mask R-CNNs trained in their own training mode, with boxes, labels and
+masks taken from the instance map.
+
+Data:
+
+- ``synthetic[:WxH]``: an endless, seeded stream from :func:`segmentation_ros.synthetic.generate_scene`
+  (split ``train``); sample ``k`` of the run is frame ``k``, so a resumed run sees exactly the
+  frames the uninterrupted run would have.
+- a COCO directory as written by :func:`segmentation_ros.synthetic.write_dataset`:
+  ``annotations/instances.json`` (instance models) or ``annotations/panoptic.json`` with its PNGs
+  in ``annotations/panoptic/`` (semantic models), images under ``images/``. Category ids are the
+  model's label ids (matched by name first). Epochs are reshuffled from the seed.
+
+Output directory: ``checkpoint.pt`` (model, optimizer, scheduler, step, RNG state; what
+``--resume`` continues from), ``<model>.pt`` (the weights alone, floats stored as fp16, loadable
+by :func:`~segmentation_ros.registry.build_model`), ``log.jsonl`` (one line of losses per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from copy import deepcopy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset
+
+from .labels import LabelSet, get_label_set
+from .registry import ModelEntry, get_model_entry
+
+__all__ = [
+    "TrainConfig",
+    "train",
+    "add_subcommand",
+    "parse_data_spec",
+    "semantic_batch",
+    "instance_targets",
+    "export_weights",
+    "CHECKPOINT_NAME",
+    "LOG_NAME",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+DEFAULT_SYNTHETIC_SIZE = (224, 168)  # the demo models' training frames
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what the engine normalises semantic inputs with
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. See ``segmentation-ros train --help`` for each field."""
+
+    model: str
+    data: str
+    out: str
+    weights: str | None = None
+    labels: str | None = None
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    clip_grad_norm: float = 10.0
+    checkpoint_every: int = 200
+    device: str = "cpu"
+    workers: int = 0
+    resume: bool = False
+    seed: int = 0
+    progress: bool = True
+
+    def validate(self) -> TrainConfig:
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "workers", "seed"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        parse_data_spec(self.data)
+        return self
+
+
+# ---- data -----------------------------------------------------------------------------------------
+def parse_data_spec(spec: str) -> tuple[str, Any]:
+    """``"synthetic"`` / ``"synthetic:WxH"`` -> ("synthetic", (W, H)); a directory -> ("coco", Path)."""
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        size = spec.partition(":")[2]
+        if not size:
+            return "synthetic", DEFAULT_SYNTHETIC_SIZE
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise ValueError(
+                f"--data {spec!r}: expected synthetic:WIDTHxHEIGHT, e.g. synthetic:224x168"
+            ) from None
+        if width < 16 or height < 16:
+            raise ValueError(f"--data {spec!r}: frames must be at least 16x16")
+        return "synthetic", (width, height)
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"--data {spec!r}: expected 'synthetic[:WxH]' or a COCO dataset directory")
+    return "coco", path
+
+
+@dataclass
+class Sample:
+    """One training frame: (H, W, 3) uint8 RGB, (H, W) int64 semantic ids, instance masks/classes."""
+
+    image: np.ndarray
+    semantic: np.ndarray | None = None
+    masks: np.ndarray | None = None  # (N, H, W) bool
+    classes: np.ndarray | None = None  # (N,) int64 label ids
+
+
+def _synthetic_sample(index: int, seed: int, size: tuple[int, int]) -> Sample:
+    from .synthetic import generate_scene
+
+    scene = generate_scene(seed, size[0], size[1], split="train", index=index)
+    ids = np.arange(1, scene.num_instances + 1, dtype=scene.instances.dtype)
+    return Sample(
+        image=scene.image,
+        semantic=scene.semantic.astype(np.int64),
+        masks=scene.instances[None] == ids[:, None, None],
+        classes=scene.instance_class_ids.astype(np.int64),
+    )
+
+
+class _CocoSource:
+    """Frames of a COCO instance or COCO panoptic dataset directory, as :class:`Sample`."""
+
+    def __init__(self, root: Path, task: str, labels: LabelSet):
+        self.root = root
+        self.task = task
+        ann_dir = root / "annotations"
+        name = "panoptic.json" if task == "semantic" else "instances.json"
+        self.json_path = ann_dir / name
+        if not self.json_path.is_file():
+            raise ValueError(
+                f"--data {root}: {task} training needs {self.json_path} (COCO {name.split('.')[0]})"
+            )
+        data = json.loads(self.json_path.read_text())
+        self.images = sorted(data["images"], key=lambda im: im["id"])
+        if not self.images:
+            raise ValueError(f"{self.json_path}: no images")
+        by_name = {c.name: c.id for c in labels.classes}
+        self.category_map: dict[int, int] = {}
+        for cat in data.get("categories", []):
+            if cat["name"] in by_name:
+                self.category_map[int(cat["id"])] = by_name[cat["name"]]
+            elif int(cat["id"]) in labels:
+                self.category_map[int(cat["id"])] = int(cat["id"])
+            else:
+                raise ValueError(
+                    f"{self.json_path}: category {cat['id']} {cat['name']!r} is not in label set {labels.name!r}"
+                )
+        self.annotations: dict[int, Any] = {}
+        if task == "semantic":
+            self.annotations = {a["image_id"]: a for a in data["annotations"]}
+            self.png_dir = ann_dir / self.json_path.stem
+        else:
+            for a in data["annotations"]:
+                if not a.get("iscrowd", 0):
+                    self.annotations.setdefault(a["image_id"], []).append(a)
+        self.void_id = labels.void_id if labels.void_id is not None else 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _image_path(self, file_name: str) -> Path:
+        for candidate in (self.root / "images" / file_name, self.root / file_name):
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"image {file_name!r} not found under {self.root}/images or {self.root}")
+
+    def __getitem__(self, i: int) -> Sample:
+        from pycocotools import mask as mask_utils
+
+        from .imageio import read_image
+        from .panoptic import rgb_to_id
+
+        info = self.images[i]
+        image = read_image(self._image_path(info["file_name"]))
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        height, width = image.shape[:2]
+        if self.task == "semantic":
+            ann = self.annotations.get(info["id"])
+            semantic = np.full((height, width), self.void_id, dtype=np.int64)
+            if ann is not None:
+                segment_ids = rgb_to_id(read_image(self.png_dir / ann["file_name"]))
+                for seg in ann["segments_info"]:
+                    semantic[segment_ids == seg["id"]] = self.category_map[int(seg["category_id"])]
+            return Sample(image=image, semantic=semantic)
+        masks, classes = [], []
+        for a in self.annotations.get(info["id"], []):
+            seg = a["segmentation"]
+            if isinstance(seg, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+            elif isinstance(seg.get("counts"), list):
+                rle = mask_utils.frPyObjects(seg, height, width)
+            else:
+                rle = seg
+            mask = mask_utils.decode(rle).astype(bool)
+            if mask.any():
+                masks.append(mask)
+                classes.append(self.category_map[int(a["category_id"])])
+        return Sample(
+            image=image,
+            masks=np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool),
+            classes=np.asarray(classes, dtype=np.int64),
+        )
+
+
+class _BatchStream(IterableDataset):
+    """Batches ``start, start + 1, ...``; batch ``s`` holds samples ``s * B .. s * B + B - 1``.
+
+    Worker ``k`` of ``K`` makes the batches with ``s % K == k``; the DataLoader takes them round
+    robin, so the order (and a resumed run's data) does not depend on the number of workers.
+    """
+
+    def __init__(
+        self, data: str, task: str, labels: LabelSet, batch_size: int, seed: int, start: int, stop: int
+    ):
+        self.kind, self.arg = parse_data_spec(data)
+        self.task, self.labels = task, labels
+        self.batch_size, self.seed, self.start, self.stop = batch_size, seed, start, stop
+        self._coco: _CocoSource | None = None
+
+    def _sample(self, index: int) -> Sample:
+        if self.kind == "synthetic":
+            return _synthetic_sample(index, self.seed, self.arg)
+        if self._coco is None:
+            self._coco = _CocoSource(self.arg, self.task, self.labels)
+        n = len(self._coco)
+        epoch, position = divmod(index, n)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        return self._coco[int(order[position])]
+
+    def __iter__(self) -> Iterator[list[Sample]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for step in range(self.start + worker, self.stop, workers):
+            first = step * self.batch_size
+            yield [self._sample(first + i) for i in range(self.batch_size)]
+
+
+def _as_is(batch: list[Sample]) -> list[Sample]:
+    return batch
+
+
+def semantic_batch(samples: list[Sample], void_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples -> images (B, 3, H, W) float32 normalised as the engine does, labels (B, H, W) int64.
+
+    Frames of different sizes are padded to the largest; padding is void (ignored).
+    """
+    height = max(s.image.shape[0] for s in samples)
+    width = max(s.image.shape[1] for s in samples)
+    images = torch.zeros(len(samples), 3, height, width)
+    labels = torch.full(
+        (len(samples), height, width), -100 if void_id is None else void_id, dtype=torch.int64
+    )
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    for i, s in enumerate(samples):
+        h, w = s.image.shape[:2]
+        images[i, :, :h, :w] = (torch.from_numpy(s.image).permute(2, 0, 1).float() / 255.0 - mean) / std
+        assert s.semantic is not None
+        labels[i, :h, :w] = torch.from_numpy(s.semantic)
+    return images, labels
+
+
+def instance_targets(samples: list[Sample]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Samples -> Mask R-CNN training inputs: images (3, H, W) float32 in [0, 1] and targets with
+    ``boxes`` (N, 4) float32 x0 y0 x1 y1 (pixel edges), ``labels`` (N,) int64, ``masks`` (N, H, W) uint8."""
+    images, targets = [], []
+    for s in samples:
+        assert s.masks is not None and s.classes is not None
+        images.append(torch.from_numpy(s.image).permute(2, 0, 1).float() / 255.0)
+        masks = torch.from_numpy(s.masks)
+        boxes = torch.zeros(masks.shape[0], 4)
+        if masks.shape[0]:
+            cols, rows = masks.any(1), masks.any(2)  # (N, W), (N, H)
+            arange_w = torch.arange(masks.shape[2])
+            arange_h = torch.arange(masks.shape[1])
+            boxes[:, 0] = torch.where(cols, arange_w, masks.shape[2]).amin(1)
+            boxes[:, 2] = torch.where(cols, arange_w, -1).amax(1) + 1
+            boxes[:, 1] = torch.where(rows, arange_h, masks.shape[1]).amin(1)
+            boxes[:, 3] = torch.where(rows, arange_h, -1).amax(1) + 1
+        targets.append(
+            {"boxes": boxes, "labels": torch.from_numpy(s.classes), "masks": masks.to(torch.uint8)}
+        )
+    return images, targets
+
+
+# ---- model, optimiser, checkpoints ----------------------------------------------------------------
+def _build(entry: ModelEntry, weights: str | None, labels: LabelSet) -> tuple[torch.nn.Module, str]:
+    """The architecture for ``labels``, initialised from ``weights`` where shapes fit."""
+    from .weights import load_weights
+
+    module = entry.builder(labels.num_classes)
+    if weights is None or str(weights).lower() in ("", "none", "random"):
+        return module, "random init"
+    state, _, source, _ = load_weights(entry, weights)
+    assert state is not None
+    own = module.state_dict()
+    fitting = {k.removeprefix("module."): v for k, v in state.items()}
+    skipped = sorted(k for k, v in fitting.items() if k not in own or own[k].shape != v.shape)
+    fitting = {k: v for k, v in fitting.items() if k not in skipped}
+    missing = module.load_state_dict(fitting, strict=False).missing_keys
+    if skipped or missing:
+        log.info("from %s: %d tensors left at random init (class heads or new layers)", source, len(missing))
+    return module, source
+
+
+def _lr_lambda(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    # The data are drawn per sample index; only torch's stream (Mask R-CNN's sampling) carries over.
+    return {"torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+
+
+def export_weights(
+    module: torch.nn.Module, path: str | Path, *, arch: str, labels: LabelSet, half: bool = True, **meta: Any
+) -> Path:
+    """Write deployable weights (no optimizer): floating tensors as fp16 when ``half``.
+
+    Loading casts them back: ``load_state_dict`` copies into the module's fp32 parameters.
+    """
+    from .weights import save_checkpoint
+
+    copy = deepcopy(module).cpu()
+    return save_checkpoint(
+        path,
+        copy.half() if half else copy,
+        arch=arch,
+        labels=labels,
+        dtype="float16" if half else "float32",
+        **meta,
+    )
+
+
+def _save_training_state(
+    out: Path,
+    module: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    step: int,
+    cfg: TrainConfig,
+    entry: ModelEntry,
+    labels: LabelSet,
+) -> Path:
+    from .weights import save_checkpoint
+
+    return save_checkpoint(
+        out / CHECKPOINT_NAME,
+        module,
+        arch=entry.name,
+        labels=labels,
+        step=step,
+        config=asdict(cfg),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        rng=_rng_state(),
+    )
+
+
+def _load_training_state(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"cannot read training checkpoint {path}: {exc}") from exc
+
+
+# ---- the loop -------------------------------------------------------------------------------------
+def _loss(
+    entry: ModelEntry, module: torch.nn.Module, batch: list[Sample], device: torch.device, ignore: int
+) -> dict[str, torch.Tensor]:
+    if entry.task == "semantic":
+        images, labels = semantic_batch(batch, None if ignore == -100 else ignore)
+        logits = module(images.to(device))["out"]
+        return {"loss_ce": F.cross_entropy(logits, labels.to(device), ignore_index=ignore)}
+    images, targets = instance_targets(batch)
+    images = [im.to(device) for im in images]
+    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+    return module(images, targets)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) a training run; return a summary (steps, final loss, paths, seconds)."""
+    from .engine import resolve_device
+
+    cfg.validate()
+    entry = get_model_entry(cfg.model)
+    labels = get_label_set(cfg.labels or entry.labels)
+    kind, _ = parse_data_spec(cfg.data)
+    if kind == "synthetic":
+        shapes = get_label_set("shapes")
+        if labels.num_classes < shapes.num_classes:
+            raise ValueError(
+                f"synthetic frames use label set 'shapes' ({shapes.num_classes} classes); {labels.name!r} has {labels.num_classes}"
+            )
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / CHECKPOINT_NAME
+
+    torch.manual_seed(cfg.seed)
+    resumed: dict[str, Any] | None = None
+    if cfg.resume and checkpoint.is_file():
+        resumed = _load_training_state(checkpoint)
+        if resumed.get("arch") != entry.name:
+            raise ValueError(f"--resume: {checkpoint} is a {resumed.get('arch')!r} run, not {entry.name!r}")
+        labels = LabelSet.from_dict(resumed["labels"])
+        module, source = entry.builder(labels.num_classes), f"resumed from {checkpoint}"
+        module.load_state_dict(resumed["model"])
+    elif cfg.resume:
+        log.info("--resume: no %s yet, starting a new run", checkpoint)
+        module, source = _build(entry, cfg.weights, labels)
+    else:
+        module, source = _build(entry, cfg.weights, labels)
+    module.to(device).train()
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]  # biases and norm scales
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.steps))
+    start = 0
+    if resumed is not None:
+        meta = resumed.get("meta", {})
+        optimizer.load_state_dict(meta["optimizer"])
+        scheduler.load_state_dict(meta["scheduler"])
+        start = int(meta["step"])
+        _set_rng_state(meta["rng"])
+        if start >= cfg.steps:
+            log.info("%s is at step %d of %d: nothing to do", checkpoint, start, cfg.steps)
+
+    ignore = labels.void_id if labels.void_id is not None else -100
+    stream = _BatchStream(cfg.data, entry.task, labels, cfg.batch_size, cfg.seed, start, cfg.steps)
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=cfg.workers,
+        collate_fn=_as_is,
+        prefetch_factor=2 if cfg.workers else None,
+    )
+    log_file = (out / LOG_NAME).open("a")
+    run_meta = {"data": cfg.data, "seed": cfg.seed, "batch_size": cfg.batch_size, "init": source}
+    started = time.monotonic()
+    step, loss_value = start, float("nan")
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        desc=f"train {entry.name}",
+        unit="step",
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for batch in loader:
+            losses = _loss(entry, module, batch, device, ignore)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise RuntimeError(
+                    f"step {step}: loss is {float(loss)} ({ {k: float(v) for k, v in losses.items()} })"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_value = float(loss.detach())
+            record = {
+                "step": step,
+                "loss": round(loss_value, 5),
+                **{k: round(float(v.detach()), 5) for k, v in losses.items()},
+            }
+            record["lr"] = optimizer.param_groups[0]["lr"]
+            record["time_s"] = round(time.monotonic() - started, 2)
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            bar.update(1)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _save_training_state(out, module, optimizer, scheduler, step, cfg, entry, labels)
+    finally:
+        bar.close()
+        log_file.close()
+    module.eval()
+    final = export_weights(
+        module, out / f"{entry.name}.pt", arch=entry.name, labels=labels, step=step, **run_meta
+    )
+    return {
+        "model": entry.name,
+        "steps": step,
+        "loss": loss_value,
+        "checkpoint": str(checkpoint),
+        "weights": str(final),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+# ---- CLI ------------------------------------------------------------------------------------------
+def add_subcommand(subparsers: Any) -> None:
+    """Add ``train`` to the ``segmentation-ros`` parser."""
+    p = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a registered model on synthetic frames or a COCO dataset",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--model", required=True, metavar="NAME", help="registry name (segmentation-ros models)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="W",
+        help="initial weights: DEFAULT, a file, or none (default: none)",
+    )
+    p.add_argument("--labels", default=None, metavar="SET", help="label set (default: the model's)")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="synthetic[:WxH] (default 224x168) or a COCO dataset directory (default: %(default)s)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory: checkpoint, weights, log")
+    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up, then cosine decay to 0")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=200, metavar="N", help="save the training state every N steps"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument(
+        "--workers", type=int, default=0, metavar="K", help="data loader processes (default: %(default)s)"
+    )
+    p.add_argument("--resume", action="store_true", help=f"continue from DIR/{CHECKPOINT_NAME} if it exists")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        weights=args.weights,
+        labels=args.labels,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        clip_grad_norm=10.0,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        workers=args.workers,
+        resume=args.resume,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    summary = train(cfg)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    from .cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
