@@ -1,0 +1,229 @@
+"""Frames the engine refuses or accepts, configuration checks, and runtime parameter updates."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from segmentation_ros.engine import EngineConfig, SegmentationEngine
+
+H, W = 53, 71
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def engine() -> SegmentationEngine:
+    torch.manual_seed(0)
+    return SegmentationEngine(
+        task="semantic", semantic_model="fcn_resnet50", semantic_weights="none", device="cpu", offline=True
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(engine, frame):
+    return engine.segment(frame).semantic
+
+
+def assert_same_semantic(result, reference) -> None:
+    np.testing.assert_array_equal(result.labels, reference.labels)
+    np.testing.assert_array_equal(result.confidence, reference.confidence)
+
+
+# ---- frames -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((H, W, 3), dtype=np.float32), "frame 0: expected dtype uint8, got float32"),
+        (
+            np.zeros((H, W, 4), dtype=np.uint8),
+            r"frame 0: expected shape .* got \(53, 71, 4\) \(drop an alpha channel",
+        ),
+        (np.zeros((H, W, 2), dtype=np.uint8), r"got \(53, 71, 2\)"),
+        (np.zeros((0, W, 3), dtype=np.uint8), r"frame 0: zero-sized image \(0, 71, 3\)"),
+        (np.zeros((H, 0), dtype=np.uint8), "zero-sized"),
+        (np.zeros(W, dtype=np.uint8), r"expected shape .* got \(71,\)"),
+    ],
+)
+def test_bad_frames_are_refused_with_the_reason(engine, bad: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        engine.segment(bad)
+
+
+def test_a_list_with_a_non_array_names_the_frame(engine, frame) -> None:
+    with pytest.raises(ValueError, match="frame 1: expected a numpy array, got str"):
+        engine([frame, "frame.png"])
+    with pytest.raises(ValueError, match="frame 2: expected a numpy array, got list"):
+        engine([frame, frame, frame.tolist()])
+
+
+def test_bad_colour_orders(engine, frame) -> None:
+    with pytest.raises(ValueError, match="color_order must be 'rgb' or 'bgr', got 'rgba'"):
+        engine.segment(frame, color_order="rgba")
+    with pytest.raises(ValueError, match="got 1 colour orders for 2 frames"):
+        engine([frame, frame], ["rgb"])
+
+
+def test_non_contiguous_and_read_only_frames(engine, frame, reference) -> None:
+    flipped = frame[:, ::-1]
+    assert not flipped.flags.c_contiguous
+    assert_same_semantic(
+        engine.segment(flipped).semantic, engine.segment(np.ascontiguousarray(flipped)).semantic
+    )
+    read_only = frame.copy()
+    read_only.setflags(write=False)
+    assert_same_semantic(engine.segment(read_only).semantic, reference)
+    strided = np.zeros((H, W, 6), dtype=np.uint8)
+    strided[:, :, ::2] = frame  # every other byte: a (H, W, 3) view with a channel stride of 2
+    assert_same_semantic(engine.segment(strided[:, :, ::2]).semantic, reference)
+
+
+def test_single_channel_and_array_batches(engine, frame, reference) -> None:
+    gray = frame[:, :, 1].copy()
+    assert_same_semantic(engine.segment(gray[:, :, None]).semantic, engine.segment(gray).semantic)
+    batch = engine(np.stack([frame, frame[::-1].copy()]))  # one (B, H, W, 3) array
+    assert len(batch) == 2
+    assert_same_semantic(batch[0].semantic, engine([frame, frame[::-1].copy()])[0].semantic)
+
+
+def test_per_frame_colour_orders(engine, frame, reference) -> None:
+    bgr = np.ascontiguousarray(frame[:, :, ::-1])
+    as_rgb, as_bgr = engine([frame, bgr], ["rgb", "bgr"])
+    assert_same_semantic(as_rgb.semantic, reference)
+    assert_same_semantic(as_bgr.semantic, reference)
+    # and reading a BGR frame as RGB is a different image
+    assert not np.array_equal(engine.segment(bgr).semantic.confidence, reference.confidence)
+
+
+# ---- configuration ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"task": "depth"}, "task must be one of"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"score_threshold": 1.5}, r"score_threshold must be in \[0, 1\], got 1.5"),
+        ({"score_threshold": -0.1}, "score_threshold must be in"),
+        ({"mask_threshold": 2}, "mask_threshold must be in"),
+        ({"overlap_threshold": -1.0}, "overlap_threshold must be in"),
+        ({"stuff_area_threshold": -1}, "stuff_area_threshold must be >= 0"),
+        ({"max_detections": 0}, r"max_detections must be in \[1, 1000\]"),
+        ({"max_detections": 1001, "label_divisor": 5000}, "max_detections must be in"),
+        (
+            {"label_divisor": 100, "max_detections": 100},
+            r"label_divisor \(100\) must exceed max_detections \(100\)",
+        ),
+        ({"label_divisor": 50}, r"label_divisor \(50\) must exceed max_detections \(100\)"),
+        ({"instance_min_size": -2}, "instance_min_size"),
+        ({"instance_min_size": 800, "instance_max_size": 400}, "instance_max_size"),
+        ({"semantic_input_size": -1}, "semantic_input_size must be >= 0"),
+        ({"classes": (3, -1)}, "classes must be non-negative"),
+        ({"device": "tpu"}, "device must be 'auto', 'cpu' or 'cuda"),
+        ({"semantic_model": "maskrcnn_resnet50_fpn"}, "is not a semantic model"),
+        ({"task": "panoptic", "instance_model": "fcn_resnet50"}, "is not an instance model"),
+        ({"semantic_model": "no_such_model"}, "unknown model 'no_such_model'"),
+    ],
+)
+def test_config_validation_names_the_bad_value(changes: dict, match: str) -> None:
+    config = dataclasses.replace(EngineConfig(), **changes)
+    with pytest.raises(ValueError, match=match):
+        config.validate()
+
+
+def test_config_accepts_the_edges() -> None:
+    config = EngineConfig(
+        score_threshold=0.0,
+        mask_threshold=1.0,
+        overlap_threshold=1.0,
+        label_divisor=101,
+        max_detections=100,
+        stuff_area_threshold=0,
+        instance_min_size=0,
+        device="cpu",
+    )
+    assert config.validate() is config
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")
+def test_cuda_device_without_cuda() -> None:
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        EngineConfig(device="cuda").validate()
+
+
+def test_engine_validates_its_configuration() -> None:
+    with pytest.raises(ValueError, match="score_threshold"):
+        SegmentationEngine(task="semantic", semantic_weights="none", device="cpu", score_threshold=3.0)
+    with pytest.raises(TypeError):
+        SegmentationEngine(task="semantic", semantic_weights="none", device="cpu", no_such_option=1)
+
+
+# ---- runtime updates ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def instance_engine() -> SegmentationEngine:
+    torch.manual_seed(0)
+    return SegmentationEngine(
+        task="instance",
+        instance_model="maskrcnn_resnet50_fpn",
+        instance_weights="none",
+        device="cpu",
+        score_threshold=0.0,
+        mask_threshold=0.4,
+        instance_min_size=0,
+        max_detections=20,
+    )
+
+
+def test_update_changes_the_score_threshold(instance_engine, frame) -> None:
+    everything = instance_engine.segment(frame).instances
+    scores = np.unique(everything.scores)
+    assert scores.size >= 2
+    threshold = float(scores[scores.size // 2 - 1] + scores[scores.size // 2]) / 2  # between two scores
+    instance_engine.update(score_threshold=threshold)
+    try:
+        assert instance_engine.config.score_threshold == threshold
+        fewer = instance_engine.segment(frame).instances
+    finally:
+        instance_engine.update(score_threshold=0.0)
+    # the same detections, less those under the threshold: nothing above it changes
+    above = everything.scores >= threshold
+    assert 0 < len(fewer) < len(everything)
+    np.testing.assert_array_equal(fewer.scores, everything.scores[above])
+    np.testing.assert_array_equal(fewer.boxes, everything.boxes[above])
+    np.testing.assert_array_equal(fewer.class_ids, everything.class_ids[above])
+
+
+def test_update_class_filter(instance_engine, frame) -> None:
+    everything = instance_engine.segment(frame).instances
+    common = int(np.bincount(everything.class_ids).argmax())
+    instance_engine.update(classes=[common])
+    try:
+        assert instance_engine.config.classes == (common,)
+        only = instance_engine.segment(frame).instances
+    finally:
+        instance_engine.update(classes=())
+    assert len(only) > 0 and set(only.class_ids.tolist()) == {common}
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"device": "cpu"}, r"cannot change \['device'\] at runtime"),
+        ({"task": "panoptic"}, "cannot change"),
+        ({"label_divisor": 5000}, "cannot change"),
+        ({"instance_min_size": 800}, "cannot change"),
+        ({"no_such_parameter": 1}, r"cannot change \['no_such_parameter'\]"),
+        ({"score_threshold": 2.0}, "score_threshold must be in"),
+        ({"score_threshold": 0.3, "mask_threshold": 5.0}, "mask_threshold must be in"),
+        ({"classes": [-4]}, "classes must be non-negative"),
+    ],
+)
+def test_update_rejects_read_only_unknown_and_bad_values(instance_engine, params: dict, match: str) -> None:
+    before = instance_engine.config
+    with pytest.raises(ValueError, match=match):
+        instance_engine.update(**params)
+    assert instance_engine.config == before  # all or nothing
