@@ -202,14 +202,14 @@ def panoptic_label_space(semantic: LabelSet, instance: LabelSet) -> tuple[LabelS
         if cid != void:
             thing_map[cid] = cid
     stuff_map = torch.full((semantic.num_classes,), -1, dtype=torch.int64)
-    next_id = max(classes) + 1 if classes else 1
-    for c in semantic.classes:
-        if c.isthing or c.id == semantic.void_id:
-            continue
-        if c.id not in classes:
-            pid = c.id
-        else:
+    stuff = [c for c in semantic.classes if not c.isthing and c.id != semantic.void_id]
+    taken = set(classes) | {c.id for c in stuff}  # stuff ids that are free keep them: no cascade
+    next_id = max(taken) + 1 if taken else 1
+    for c in stuff:
+        if c.id in classes:  # the id is a thing (or void) of the instance model: move the stuff class
             pid, next_id = next_id, next_id + 1
+        else:
+            pid = c.id
         classes[pid] = LabelClass(pid, c.name, c.color, False)
         stuff_map[c.id] = pid
     name = semantic.name if semantic.name == instance.name else f"{instance.name}+{semantic.name}"
