@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 from torchvision.models._utils import IntermediateLayerGetter
@@ -107,11 +106,3 @@ def shapes_maskrcnn(num_classes: int) -> nn.Module:
         mask_predictor=MaskRCNNPredictor(MASK_CHANNELS, MASK_CHANNELS, num_classes),
     )
     return model
-
-
-def _check() -> None:  # pragma: no cover - a quick manual smoke test
-    for builder in (shapes_lraspp, shapes_maskrcnn):
-        model = builder(6).eval()
-        with torch.no_grad():
-            out = model(torch.rand(1, 3, TRAIN_SIZE[1], TRAIN_SIZE[0]))
-        print(builder.__name__, sum(p.numel() for p in model.parameters()), type(out))

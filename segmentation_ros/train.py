@@ -377,6 +377,7 @@ def _save_training_state(
     cfg: TrainConfig,
     entry: ModelEntry,
     labels: LabelSet,
+    **meta: Any,
 ) -> Path:
     from .weights import save_checkpoint
 
@@ -390,6 +391,7 @@ def _save_training_state(
         optimizer=optimizer.state_dict(),
         scheduler=scheduler.state_dict(),
         rng=_rng_state(),
+        **meta,
     )
 
 
@@ -457,9 +459,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         lr=cfg.lr,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.steps))
-    start = 0
+    start, elapsed = 0, 0.0  # elapsed: training seconds before this process, carried over resumes
     if resumed is not None:
         meta = resumed.get("meta", {})
+        elapsed = float(meta.get("elapsed_s", 0.0))
+        source = str(meta.get("init", source))
         optimizer.load_state_dict(meta["optimizer"])
         scheduler.load_state_dict(meta["scheduler"])
         start = int(meta["step"])
@@ -477,8 +481,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         prefetch_factor=2 if cfg.workers else None,
     )
     log_file = (out / LOG_NAME).open("a")
-    run_meta = {"data": cfg.data, "seed": cfg.seed, "batch_size": cfg.batch_size, "init": source}
-    started = time.monotonic()
+    run_meta = {
+        "data": cfg.data,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "init": source,
+    }
+    started = time.monotonic() - elapsed
     step, loss_value = start, float("nan")
     from tqdm import tqdm
 
@@ -518,13 +528,31 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             bar.set_postfix(loss=f"{loss_value:.4f}")
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _save_training_state(out, module, optimizer, scheduler, step, cfg, entry, labels)
+                _save_training_state(
+                    out,
+                    module,
+                    optimizer,
+                    scheduler,
+                    step,
+                    cfg,
+                    entry,
+                    labels,
+                    init=source,
+                    elapsed_s=round(time.monotonic() - started, 2),
+                )
     finally:
         bar.close()
         log_file.close()
     module.eval()
+    seconds = round(time.monotonic() - started, 1)
     final = export_weights(
-        module, out / f"{entry.name}.pt", arch=entry.name, labels=labels, step=step, **run_meta
+        module,
+        out / f"{entry.name}.pt",
+        arch=entry.name,
+        labels=labels,
+        step=step,
+        train_s=seconds,
+        **run_meta,
     )
     return {
         "model": entry.name,
@@ -532,7 +560,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "loss": loss_value,
         "checkpoint": str(checkpoint),
         "weights": str(final),
-        "seconds": round(time.monotonic() - started, 1),
+        "seconds": seconds,
     }
 
 
@@ -542,7 +570,8 @@ def add_subcommand(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
         help="train or fine-tune a registered model on synthetic frames or a COCO dataset",
-        description=__doc__.split("\n\n")[0],
+        description="Fine-tune a registered architecture on seeded synthetic frames or a COCO dataset; "
+        "writes a resumable checkpoint, fp16 weights for build_model and a JSON-lines loss log to --out.",
     )
     p.add_argument("--model", required=True, metavar="NAME", help="registry name (segmentation-ros models)")
     p.add_argument(

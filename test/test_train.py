@@ -1,0 +1,190 @@
+"""``segmentation-ros train`` and the shipped demo models: loss falls, resume is exact, weights load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segmentation_ros import train as train_module
+from segmentation_ros.cli import build_parser
+from segmentation_ros.engine import SegmentationEngine
+from segmentation_ros.paths import models_dir
+from segmentation_ros.registry import build_model, get_model_entry
+from segmentation_ros.synthetic import generate_scene, write_dataset
+from segmentation_ros.train import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    TrainConfig,
+    instance_targets,
+    parse_data_spec,
+    train,
+)
+
+DEMO_WEIGHTS = ("shapes_lraspp.pt", "shapes_maskrcnn.pt")
+MAX_WEIGHTS_BYTES = 25 * 1024 * 1024
+
+
+def _losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / LOG_NAME).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A COCO dataset of two frames: with batch size 2 every step sees the same batch."""
+    root = tmp_path_factory.mktemp("coco")
+    write_dataset(root, 2, seed=3, width=64, height=48, split="train", num_objects=(3, 5))
+    return root
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools on numpy 2
+@pytest.mark.parametrize(
+    ("model", "lr", "steps"),
+    [("shapes_lraspp", 3e-3, 8), ("shapes_maskrcnn", 1e-3, 8)],
+)
+def test_loss_falls_on_a_repeated_batch(
+    two_frames: Path, tmp_path: Path, model: str, lr: float, steps: int
+) -> None:
+    cfg = TrainConfig(
+        model=model,
+        data=str(two_frames),
+        out=str(tmp_path),
+        steps=steps,
+        batch_size=2,
+        lr=lr,
+        warmup_steps=0,
+        seed=0,
+        progress=False,
+    )
+    summary = train(cfg)
+    losses = _losses(tmp_path)
+    assert summary["steps"] == steps and len(losses) == steps
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < 0.6 * np.mean(losses[:2]), losses  # about 0.3 when written
+    loaded = build_model(model, str(tmp_path / f"{model}.pt"))  # the exported weights load back
+    assert loaded.labels.name == "shapes"
+
+
+def test_resume_continues_where_the_run_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common = dict(
+        model="shapes_lraspp",
+        data="synthetic:48x32",
+        steps=4,
+        batch_size=2,
+        warmup_steps=1,
+        checkpoint_every=2,
+        seed=1,
+        progress=False,
+    )
+    straight = tmp_path / "straight"
+    train(TrainConfig(out=str(straight), **common))
+
+    interrupted = tmp_path / "interrupted"
+    real_loss = train_module._loss
+    calls = {"n": 0}
+
+    def failing_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the run dies during step 3: the last checkpoint is step 2
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_loss", failing_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=str(interrupted), **common))
+    monkeypatch.setattr(train_module, "_loss", real_loss)
+
+    saved = torch.load(interrupted / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    assert saved["meta"]["step"] == 2 and saved["arch"] == "shapes_lraspp"
+    assert {"optimizer", "scheduler", "rng"} <= set(saved["meta"])
+
+    summary = train(TrainConfig(out=str(interrupted), resume=True, **common))
+    assert summary["steps"] == 4
+    assert [json.loads(line)["step"] for line in (interrupted / LOG_NAME).read_text().splitlines()] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    a = torch.load(straight / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    b = torch.load(interrupted / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    assert a["meta"]["step"] == b["meta"]["step"] == 4
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert _losses(interrupted)[2:] == pytest.approx(_losses(straight)[2:], rel=1e-4)
+
+    # Resuming a finished run changes nothing.
+    again = train(TrainConfig(out=str(interrupted), resume=True, **common))
+    assert again["steps"] == 4
+    c = torch.load(interrupted / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    for key, value in b["model"].items():
+        assert torch.equal(c["model"][key], value), key
+
+
+def test_instance_targets_boxes_cover_the_masks() -> None:
+    scene = generate_scene(5, 64, 48, num_objects=(3, 5))
+    sample = train_module._synthetic_sample(0, 5, (64, 48))
+    images, targets = instance_targets([sample])
+    assert images[0].shape == (3, 48, 64) and images[0].dtype == torch.float32
+    t = targets[0]
+    n = t["masks"].shape[0]
+    assert t["boxes"].shape == (n, 4) and t["labels"].shape == (n,)
+    for mask, box in zip(t["masks"], t["boxes"], strict=True):
+        rows, cols = np.nonzero(mask.numpy())
+        assert box.tolist() == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+    assert set(t["labels"].tolist()) <= {3, 4, 5}
+    assert scene.image.dtype == np.uint8
+
+
+def test_data_spec_and_cli() -> None:
+    assert parse_data_spec("synthetic") == ("synthetic", (224, 168))
+    assert parse_data_spec("synthetic:160x120") == ("synthetic", (160, 120))
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        parse_data_spec("synthetic:big")
+    with pytest.raises(ValueError, match="COCO dataset directory"):
+        parse_data_spec("/no/such/dir")
+    args = build_parser().parse_args(
+        ["train", "--model", "shapes_lraspp", "--out", "x", "--steps", "5", "--resume"]
+    )
+    assert args.steps == 5 and args.resume and args.data == "synthetic"
+
+
+# ---- the shipped demo weights ------------------------------------------------------------------
+def test_demo_weights_are_small() -> None:
+    sizes = {name: (models_dir() / name).stat().st_size for name in DEMO_WEIGHTS}
+    assert sum(sizes.values()) <= MAX_WEIGHTS_BYTES, sizes
+
+
+@pytest.mark.parametrize("name", ["shapes_lraspp", "shapes_maskrcnn"])
+def test_demo_weights_load_by_default(name: str) -> None:
+    entry = get_model_entry(name)
+    assert entry.default_weights == f"{name}.pt"
+    loaded = build_model(name)
+    assert loaded.labels.name == "shapes" and loaded.labels.num_classes == 6
+    assert str(models_dir()) in loaded.weights
+    assert all(p.dtype == torch.float32 for p in loaded.module.parameters())  # fp16 on disk, fp32 loaded
+
+
+def test_demo_models_panoptic_through_the_engine() -> None:
+    engine = SegmentationEngine(
+        task="panoptic",
+        semantic_model="shapes_lraspp",
+        instance_model="shapes_maskrcnn",
+        device="cpu",
+        stuff_area_threshold=64,  # the default 4096 px is meant for ~1 Mpx frames
+    )
+    scene = generate_scene(0, 224, 168, split="test", index=0)
+    result = engine.segment(scene.image)
+    assert result.semantic.labels.shape == (168, 224)
+    assert result.panoptic.panoptic.shape == (168, 224)
+    assert result.instances.instance_ids.shape == (168, 224)
+    assert engine.labels.name == "shapes"
+    assert set(np.unique(result.semantic.labels).tolist()) <= {0, 1, 2, 3, 4, 5}
+    # a trained model: most pixels get the right class (the model card has the real metrics)
+    valid = scene.semantic > 0
+    assert (result.semantic.labels[valid] == scene.semantic[valid]).mean() > 0.8
+    assert len(result.instances) >= 1
+    assert set(result.instances.class_ids.tolist()) <= {3, 4, 5}
