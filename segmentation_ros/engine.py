@@ -76,7 +76,9 @@ class EngineConfig:
         instance_min_size, instance_max_size: Mask R-CNN input resize; -1 takes the model's own
             (torchvision's: 800, 1333; the demo models': their training size); ``instance_min_size=0``
             runs at the camera's native resolution.
-        semantic_input_size: shorter side the semantic network sees (0: native resolution).
+        semantic_input_size: shorter side the semantic network sees; 0 runs at the camera's
+            resolution, -1 takes the model's own (registry ``input_size``: 0 for torchvision's,
+            the training size for the demo models).
         channels_last: NHWC memory format on CUDA (faster convolutions on tensor cores).
         cuda_graphs: replay the fixed-shape parts (whole semantic network; Mask R-CNN backbone,
             FPN and RPN head) as CUDA graphs, captured once per input shape (CUDA only).
@@ -101,7 +103,7 @@ class EngineConfig:
     classes: tuple[int, ...] = ()
     instance_min_size: int = -1
     instance_max_size: int = -1
-    semantic_input_size: int = 0
+    semantic_input_size: int = -1
     channels_last: bool = True
     cuda_graphs: bool = True
     offline: bool | None = None
@@ -130,8 +132,8 @@ class EngineConfig:
                 f"need instance_min_size >= -1 and instance_max_size -1 or >= instance_min_size, got "
                 f"{self.instance_min_size}, {self.instance_max_size}"
             )
-        if self.semantic_input_size < 0:
-            raise ValueError(f"semantic_input_size must be >= 0, got {self.semantic_input_size}")
+        if self.semantic_input_size < -1:
+            raise ValueError(f"semantic_input_size must be >= -1, got {self.semantic_input_size}")
         if self.task in ("semantic", "panoptic") and get_model_entry(self.semantic_model).task != "semantic":
             raise ValueError(f"semantic_model {self.semantic_model!r} is not a semantic model")
         if self.task in ("instance", "panoptic") and get_model_entry(self.instance_model).task != "instance":
@@ -428,6 +430,8 @@ class SegmentationEngine:
         height, width = batch.shape[-2:]
         x = self._normalize(batch, self._sem_mean, self._sem_std)
         size = self.config.semantic_input_size
+        if size < 0:
+            size = self.semantic_model.entry.input_size  # type: ignore[union-attr]
         if size and size != min(height, width):
             scale = size / min(height, width)
             x = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)

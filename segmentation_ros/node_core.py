@@ -108,6 +108,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Mask R-CNN input short side; -1 = the model's own (torchvision: 800), 0 = native camera resolution",
         range=(-1, 4096),
     ),
+    ParameterSpec(
+        "semantic_input_size",
+        -1,
+        "semantic network input short side; -1 = the model's own, 0 = native camera resolution",
+        range=(-1, 4096),
+    ),
     ParameterSpec("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage)"),
     ParameterSpec("cameras", [""], "camera namespaces served by one model ([''] = the node's namespace)"),
     ParameterSpec("autostart", True, "configure and activate on start"),

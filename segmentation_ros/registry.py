@@ -40,6 +40,7 @@ class ModelEntry:
     weights_enum: Any = None  # torchvision WeightsEnum class, if torchvision publishes weights
     default_weights: str = "DEFAULT"  # what "DEFAULT" resolves to: an enum member name or a file
     description: str = ""
+    input_size: int = 0  # semantic: shorter side the network expects (0: any, run at camera size)
 
     def published(self) -> dict[str, Any]:
         """torchvision's published accuracy and cost for the default weights, where it has them."""
@@ -77,6 +78,7 @@ def register_model(
     weights_enum: Any = None,
     default_weights: str = "DEFAULT",
     description: str = "",
+    input_size: int = 0,
 ) -> Callable[[Callable[[int], torch.nn.Module]], Callable[[int], torch.nn.Module]]:
     """Decorator registering ``builder(num_classes) -> nn.Module`` under ``name``."""
     if task not in TASKS:
@@ -85,7 +87,9 @@ def register_model(
     def wrap(builder: Callable[[int], torch.nn.Module]) -> Callable[[int], torch.nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, task, builder, labels, weights_enum, default_weights, description)
+        _REGISTRY[name] = ModelEntry(
+            name, task, builder, labels, weights_enum, default_weights, description, input_size
+        )
         return builder
 
     return wrap

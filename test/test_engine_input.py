@@ -121,7 +121,7 @@ def test_per_frame_colour_orders(engine, frame, reference) -> None:
         ({"label_divisor": 50}, r"label_divisor \(50\) must exceed max_detections \(100\)"),
         ({"instance_min_size": -2}, "instance_min_size"),
         ({"instance_min_size": 800, "instance_max_size": 400}, "instance_max_size"),
-        ({"semantic_input_size": -1}, "semantic_input_size must be >= 0"),
+        ({"semantic_input_size": -2}, "semantic_input_size must be >= -1"),
         ({"classes": (3, -1)}, "classes must be non-negative"),
         ({"device": "tpu"}, "device must be 'auto', 'cpu' or 'cuda"),
         ({"semantic_model": "maskrcnn_resnet50_fpn"}, "is not a semantic model"),

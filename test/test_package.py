@@ -36,7 +36,7 @@ STRING_PARAMETERS = {
     "precision",
 }
 DOUBLE_PARAMETERS = {"score_threshold", "mask_threshold", "overlap_threshold", "diagnostics_period"}
-INTEGER_PARAMETERS = {"stuff_area_threshold", "max_detections", "label_divisor", "instance_min_size"}
+INTEGER_PARAMETERS = {"stuff_area_threshold", "max_detections", "label_divisor", "instance_min_size", "semantic_input_size"}
 BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time"}
 INTEGER_ARRAY_PARAMETERS = {"classes"}
 STRING_ARRAY_PARAMETERS = {"cameras"}
