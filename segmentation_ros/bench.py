@@ -147,7 +147,7 @@ class BenchOptions:
         iters: steps per timed run; 0 = enough for about :data:`AUTO_RUN_S` (at most
             :data:`AUTO_MAX_ITERS`), from the slowest variant's last warmup step.
         instance_min_size: Mask R-CNN input short side for naive and ours (torchvision: 800);
-            0 = camera resolution for both.
+            0 = camera resolution for both, -1 = the model's own input size.
         native: also run ours (and its forward) at camera resolution when ``instance_min_size`` > 0.
         score_threshold, max_detections: fix the instance workload (see the module docstring).
         paste_detections: masks per frame in the mask-paste comparison.
@@ -512,11 +512,12 @@ def _naive(core: Any, frames: list[np.ndarray], min_size: int, options: BenchOpt
     if instance is not None:
         instance.roi_heads.score_thresh = options.score_threshold
         instance.roi_heads.detections_per_img = options.max_detections
-        if min_size:
+        if min_size > 0:
             instance.transform.min_size = (min_size,)
-        else:  # camera resolution: torchvision's transform then leaves the size alone
+        elif min_size == 0:  # camera resolution: torchvision's transform then leaves the size alone
             instance.transform.min_size = (min(height, width),)
             instance.transform.max_size = max(height, width)
+        # min_size -1: the model's own input size, in torchvision's transform as in the engine
 
     @torch.inference_mode()
     def step() -> int | None:
@@ -1042,7 +1043,9 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("--repeats", type=int, help="timed runs per variant")
     p.add_argument("--iters", type=int, help="steps per timed run (0 = auto, the CPU default)")
     p.add_argument(
-        "--instance-min-size", type=int, help="Mask R-CNN input short side for naive and ours; 0 = native"
+        "--instance-min-size",
+        type=int,
+        help="Mask R-CNN input short side for naive and ours; 0 = camera resolution, -1 = the model's own",
     )
     p.add_argument("--no-native", action="store_true", help="skip ours at native resolution")
     p.add_argument(
