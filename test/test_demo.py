@@ -1,0 +1,52 @@
+"""`segmentation-ros demo` end to end on a tiny recording: the bag, the pictures and the metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from rosbags.highlevel import AnyReader
+
+from segmentation_ros.cli import main
+from segmentation_ros.imageio import read_image
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny frames: threads only add spin-waiting on a shared 2-core box
+    try:
+        out = tmp_path_factory.mktemp("demo")
+        args = ["demo", "--out", str(out), "--frames", "3", "--eval-scenes", "2", "--width", "160", "--height", "120"]
+        assert main([*args, "--device", "cpu", "--quiet"]) == 0
+        yield out
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_demo_writes_a_segmented_bag_with_every_panoptic_output(demo_dir):
+    with AnyReader([demo_dir / "segmented"]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts["/camera/image_raw"] == 3 and counts["/camera/camera_info"] == 3
+    for topic in ("semantic/labels", "instances/ids", "detections", "panoptic/ids", "panoptic/color", "overlay"):
+        assert counts[f"/camera/{topic}"] == 3, topic
+    assert counts["/camera/label_info"] == 1
+
+
+def test_demo_picture_and_overlays(demo_dir):
+    picture = read_image(demo_dir / "demo.png")
+    assert picture.ndim == 3 and picture.shape[0] >= 120 and picture.shape[1] >= 4 * 160  # 4 panels per row
+    overlays = sorted((demo_dir / "overlay").glob("*.png"))
+    assert len(overlays) == 3
+    first = read_image(overlays[0])
+    assert first.shape == (120, 160, 3) and np.ptp(first) > 0
+
+
+def test_demo_metrics(demo_dir):
+    report = json.loads((demo_dir / "metrics.json").read_text())
+    assert 0.0 <= report["semantic"]["miou"] <= 1.0
+    assert 0.0 <= report["panoptic"]["all"]["pq"] <= 1.0
+    assert report["config"]["parameters"]["semantic_model"] == "shapes_lraspp"
+    assert (demo_dir / "metrics.txt").read_text().strip()
