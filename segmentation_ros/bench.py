@@ -810,6 +810,12 @@ def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     def add(
         scope: str, target: str, case: str, value: float | None, ok: bool | None, variant: str = ""
     ) -> None:
+        if scope == on:
+            note = "" if value is not None else "not measured"
+        elif scope == "cuda":  # CPU figures say nothing about a GPU target: leave them out
+            note, value, variant = "needs CUDA", None, ""
+        else:
+            note = "judged on the CPU only"
         judged = scope == on and value is not None
         targets.append(
             {
@@ -819,9 +825,7 @@ def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "variant": variant,
                 "value": value,
                 "passed": bool(ok) if judged else None,
-                "note": ""
-                if judged
-                else ("needs CUDA" if scope == "cuda" and on != "cuda" else "not measured"),
+                "note": note,
             }
         )
 
