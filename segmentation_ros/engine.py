@@ -428,6 +428,18 @@ class SegmentationEngine:
     def _semantic(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) uint8 -> labels (B, H, W) int64 and confidence (B, H, W) uint8."""
         height, width = batch.shape[-2:]
+        logits = self._semantic_forward(self._semantic_input(batch)).float()
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        top, labels = logits.max(1)
+        # max softmax probability = 1 / sum(exp(logit - max)), without materialising the softmax
+        confidence = torch.exp(logits - top[:, None]).sum(1).reciprocal_()
+        return labels, confidence.mul_(255.0).round_().to(torch.uint8)
+
+    def _semantic_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) uint8 -> the semantic network's input: normalised, resized to
+        ``semantic_input_size`` (the model's own for -1, camera resolution for 0)."""
+        height, width = batch.shape[-2:]
         x = self._normalize(batch, self._sem_mean, self._sem_std)
         size = self.config.semantic_input_size
         if size < 0:
@@ -435,13 +447,7 @@ class SegmentationEngine:
         if size and size != min(height, width):
             scale = size / min(height, width)
             x = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
-        logits = self._semantic_forward(x).float()
-        if logits.shape[-2:] != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        top, labels = logits.max(1)
-        # max softmax probability = 1 / sum(exp(logit - max)), without materialising the softmax
-        confidence = torch.exp(logits - top[:, None]).sum(1).reciprocal_()
-        return labels, confidence.mul_(255.0).round_().to(torch.uint8)
+        return x
 
     def _instances(self, batch: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(B, 3, H, W) uint8 -> per frame (boxes (N, 4), scores (N,), classes (N,), masks (N, H, W)).
