@@ -149,6 +149,8 @@ class BenchOptions:
         instance_min_size: Mask R-CNN input short side for naive and ours (torchvision: 800);
             0 = camera resolution for both, -1 = the model's own input size.
         native: also run ours (and its forward) at camera resolution when ``instance_min_size`` > 0.
+        semantic_input_size: semantic network input short side for ours and naive; -1 = the
+            model's own (torchvision's: camera resolution), 0 = camera resolution.
         score_threshold, max_detections: fix the instance workload (see the module docstring).
         paste_detections: masks per frame in the mask-paste comparison.
         paste_sizes: (width, height) of the paste comparison (default: the cases' sizes).
@@ -164,6 +166,7 @@ class BenchOptions:
     iters: int = 1
     instance_min_size: int = 800
     native: bool = True
+    semantic_input_size: int = -1
     score_threshold: float = 0.0
     max_detections: int = 20
     paste_detections: int = 100
@@ -381,6 +384,7 @@ def _make_core(
         "score_threshold": options.score_threshold,
         "max_detections": options.max_detections,
         "instance_min_size": min_size,
+        "semantic_input_size": options.semantic_input_size,
         "cameras": cameras,
         "semantic_weights": options.weights,
         "instance_weights": options.weights,
@@ -435,7 +439,7 @@ def _forward(name: str, core: Any, frames: list[np.ndarray]) -> tuple[_Variant, 
         batch = engine._upload(frames, "rgb")
         semantic_x = images = None
         if engine.semantic_model is not None:
-            semantic_x = engine._normalize(batch, engine._sem_mean, engine._sem_std)
+            semantic_x = engine._semantic_input(batch)
             shapes["semantic"] = list(semantic_x.shape[-2:])
         if engine.instance_model is not None:
             images = engine._instance_input(batch)
@@ -491,8 +495,15 @@ def _naive_panoptic(
     return panoptic, kept
 
 
-def _naive(core: Any, frames: list[np.ndarray], min_size: int, options: BenchOptions) -> _Variant:
-    """The typical node: eager FP32 torchvision with host preprocessing and torchvision's postprocessing."""
+def _naive(
+    core: Any, frames: list[np.ndarray], min_size: int, semantic_size: list[int] | None, options: BenchOptions
+) -> _Variant:
+    """The typical node: eager FP32 torchvision with host preprocessing and torchvision's postprocessing.
+
+    ``semantic_size``: the (h, w) our semantic network sees; the naive loop resizes on the host to
+    it when it is not the camera's, so that both run the network at the same resolution.
+    """
+    import torch.nn.functional as F
     import torchvision.transforms.functional as TF
 
     from .engine import IMAGENET_MEAN, IMAGENET_STD
@@ -518,15 +529,19 @@ def _naive(core: Any, frames: list[np.ndarray], min_size: int, options: BenchOpt
             instance.transform.min_size = (min(height, width),)
             instance.transform.max_size = max(height, width)
         # min_size -1: the model's own input size, in torchvision's transform as in the engine
+    resize = tuple(semantic_size) if semantic_size and tuple(semantic_size) != (height, width) else None
 
     @torch.inference_mode()
     def step() -> int | None:
         labels = None
         if semantic is not None:
-            x = torch.stack([TF.normalize(TF.to_tensor(f), IMAGENET_MEAN, IMAGENET_STD) for f in frames]).to(
-                device
-            )
-            labels = semantic(x)["out"].argmax(1).to(torch.uint8).cpu().numpy()
+            x = torch.stack([TF.normalize(TF.to_tensor(f), IMAGENET_MEAN, IMAGENET_STD) for f in frames])
+            if resize is not None:  # on the host, like the rest of its preprocessing
+                x = F.interpolate(x, size=resize, mode="bilinear", align_corners=False)
+            logits = semantic(x.to(device))["out"]
+            if logits.shape[-2:] != (height, width):
+                logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
         if instance is None:
             return None
         outputs = instance([TF.to_tensor(f).to(device) for f in frames])
@@ -562,10 +577,10 @@ def _run_case(spec: CaseSpec, options: BenchOptions, device: torch.device) -> di
         core = _make_core(w, options, device, precision, matched, cameras)
         cores.append(core)
         messages = _image_frames(core, frames)
-        if not variants:
-            variants.append(_naive(core, frames, matched, options))
         ours = _ours(f"ours_{precision}", core, messages)
         forward, shapes = _forward(f"forward_{precision}", core, frames)
+        if not variants:
+            variants.append(_naive(core, frames, matched, shapes.get("semantic"), options))
         variants += [ours, _ours(f"ours_{precision}_no_visual", core, messages, visual=False), forward]
         if spec.batch > 1:
 
@@ -759,6 +774,7 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
             "repeats": options.repeats,
             "iters": options.iters,
             "instance_min_size": options.instance_min_size,
+            "semantic_input_size": options.semantic_input_size,
             "score_threshold": options.score_threshold,
             "max_detections": options.max_detections,
             "weights": options.weights,
@@ -1053,6 +1069,11 @@ def add_subcommand(subparsers: Any) -> None:
     )
     p.add_argument("--no-native", action="store_true", help="skip ours at native resolution")
     p.add_argument(
+        "--semantic-input-size",
+        type=int,
+        help="semantic network input short side; -1 = the model's own (default)",
+    )
+    p.add_argument(
         "--score-threshold",
         type=float,
         help="instance score threshold, naive and ours (default 0: --max-detections sets the count)",
@@ -1086,6 +1107,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         "repeats": args.repeats,
         "iters": args.iters,
         "instance_min_size": args.instance_min_size,
+        "semantic_input_size": args.semantic_input_size,
         "score_threshold": args.score_threshold,
         "max_detections": args.max_detections,
         "paste_detections": args.paste_detections,

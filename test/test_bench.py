@@ -17,6 +17,7 @@ import torch
 
 from segmentation_ros import bench
 from segmentation_ros.cli import main
+from segmentation_ros.registry import get_model_entry
 
 SEMANTIC = "semantic:shapes_lraspp"
 INSTANCE = "instance:shapes_maskrcnn"
@@ -108,13 +109,16 @@ def test_every_case_has_its_variants_and_ratios(report: dict[str, Any]) -> None:
 
 def test_network_input_sizes(report: dict[str, Any]) -> None:
     semantic, _, instance, panoptic = report["cases"]
-    assert semantic["network_input"] == {"semantic": [30, 40]}
+    # semantic_input_size -1: the demo model's own input size, for ours, forward and naive alike.
+    size = get_model_entry("shapes_lraspp").input_size
+    expected = [size, round(40 * size / 30)] if size else [30, 40]
+    assert semantic["network_input"] == {"semantic": expected}
     assert semantic["instance_min_size"] is None
     # Mask R-CNN: short side 48 for naive and ours, and the labelled native case at 30x40.
     assert instance["instance_min_size"] == 48
     assert instance["network_input"]["instance"] == [48, 64]
     assert instance["network_input"]["instance_native"] == [30, 40]
-    assert panoptic["network_input"]["semantic"] == [30, 40]
+    assert panoptic["network_input"]["semantic"] == expected
 
 
 def test_paste_comparison(report: dict[str, Any]) -> None:
