@@ -446,10 +446,14 @@ def _forward(name: str, core: Any, frames: list[np.ndarray]) -> tuple[_Variant, 
             shapes["instance"] = list(images.image_sizes[0])
             shapes["instance_padded"] = list(images.tensors.shape[-2:])
 
+    height, width = frames[0].shape[:2]
+
     @torch.inference_mode()
     def step() -> int | None:
         if semantic_x is not None:
-            engine._semantic_forward(semantic_x)
+            logits = engine._semantic_forward(semantic_x)
+            if logits.shape[-2:] != (height, width):  # what torchvision's forward ends with
+                torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         if images is not None:
             return sum(int(d["boxes"].shape[0]) for d in engine._detect(images))
         return None

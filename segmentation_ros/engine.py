@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import concat_box_prediction_layers
+from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
 
 from .cuda_graphs import GraphedCallable
 from .labels import LabelClass, LabelSet
@@ -379,7 +380,15 @@ class SegmentationEngine:
         return eager
 
     def _semantic_network(self, x: torch.Tensor) -> torch.Tensor:
-        return self.semantic_model.module(x)["out"]  # type: ignore[union-attr]
+        """Logits at the network's own output stride: torchvision's segmentation models end by
+        upsampling every class channel to the input size; the engine upsamples once, to the camera's
+        size, and takes the confidence before upsampling (C times fewer exponentials)."""
+        module = self.semantic_model.module  # type: ignore[union-attr]
+        if isinstance(module, LRASPP):
+            return module.classifier(module.backbone(x))
+        if isinstance(module, (FCN, DeepLabV3)) and module.aux_classifier is None:
+            return module.classifier(module.backbone(x)["out"])
+        return module(x)["out"]
 
     def _instance_network(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], list, list]:
         """The fixed-shape part of Mask R-CNN: backbone + FPN features and the RPN head's outputs."""
@@ -428,13 +437,14 @@ class SegmentationEngine:
     def _semantic(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) uint8 -> labels (B, H, W) int64 and confidence (B, H, W) uint8."""
         height, width = batch.shape[-2:]
-        logits = self._semantic_forward(self._semantic_input(batch)).float()
+        logits = self._semantic_forward(self._semantic_input(batch)).float()  # (B, C, h, w)
+        confidence = torch.softmax(logits, 1).amax(1, keepdim=True)  # at the network's resolution
         if logits.shape[-2:] != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        top, labels = logits.max(1)
-        # max softmax probability = 1 / sum(exp(logit - max)), without materialising the softmax
-        confidence = torch.exp(logits - top[:, None]).sum(1).reciprocal_()
-        return labels, confidence.mul_(255.0).round_().to(torch.uint8)
+            size = (height, width)
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            confidence = F.interpolate(confidence, size=size, mode="bilinear", align_corners=False)
+        labels = logits.argmax(1)
+        return labels, confidence[:, 0].mul_(255.0).round_().to(torch.uint8)
 
     def _semantic_input(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 -> the semantic network's input: normalised, resized to

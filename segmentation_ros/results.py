@@ -19,7 +19,8 @@ class SemanticResult:
 
     Attributes:
         labels: (H, W) uint8 class ids (uint16 when the label set has more than 256 ids).
-        confidence: (H, W) uint8, ``round(255 * p)`` with p the winning class's softmax probability.
+        confidence: (H, W) uint8, ``round(255 * p)`` with p the winning class's softmax probability
+            (computed at the network's output stride, then bilinearly upsampled).
         label_set: the semantic model's classes.
     """
 
