@@ -9,9 +9,12 @@ No step reads a value back to the host.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["paste_masks", "paint_instance_ids", "boxes_from_masks"]
+
+_SIZE_GROUPS = 4  # CPU paste: boxes sorted by area, in this many groups with one window size each
 
 
 def _tent_weights(start: torch.Tensor, size: int, lo: torch.Tensor, hi: torch.Tensor, m: int) -> torch.Tensor:
@@ -82,17 +85,22 @@ def paste_masks(
         ry = _tent_weights(start, height, boxes[:, 1], boxes[:, 3], mh)  # (N, H, mh)
         return torch.bmm(torch.bmm(ry, masks), rx.transpose(1, 2)) > threshold
     regions = _box_regions(boxes, (mh, mw), height, width)
-    win_w = max(int((regions[:, 2] - regions[:, 0]).max()), 1)
-    win_h = max(int((regions[:, 3] - regions[:, 1]).max()), 1)
-    x0 = regions[:, 0].clamp(max=width - win_w)
-    y0 = regions[:, 1].clamp(max=height - win_h)
-    rx = _tent_weights(x0, win_w, boxes[:, 0], boxes[:, 2], mw)
-    ry = _tent_weights(y0, win_h, boxes[:, 1], boxes[:, 3], mh)
-    windows = torch.bmm(torch.bmm(ry, masks), rx.transpose(1, 2)) > threshold
-    out = torch.zeros((n, height, width), dtype=torch.bool)
-    for k, (x, y) in enumerate(zip(x0.tolist(), y0.tolist(), strict=True)):
-        out[k, y : y + win_h, x : x + win_w] = windows[k]
-    return out
+    spans = (regions[:, 2:] - regions[:, :2]).clamp(min=1)  # (N, 2) window each box needs
+    # calloc'd zeros: the OS maps zero pages lazily, so only the pixels near boxes are ever touched
+    # (torch.zeros writes all N*H*W bytes, which cost more than the pasting itself).
+    out = np.zeros((n, height, width), dtype=np.bool_)
+    # Boxes of similar size share a window, so a small box does not pay for the largest one.
+    order = torch.argsort(spans[:, 0] * spans[:, 1])
+    for group in order.tensor_split(min(_SIZE_GROUPS, n)):
+        win_w, win_h = (int(v) for v in spans[group].amax(0))
+        x0 = regions[group, 0].clamp(max=width - win_w)
+        y0 = regions[group, 1].clamp(max=height - win_h)
+        rx = _tent_weights(x0, win_w, boxes[group, 0], boxes[group, 2], mw)
+        ry = _tent_weights(y0, win_h, boxes[group, 1], boxes[group, 3], mh)
+        windows = (torch.bmm(torch.bmm(ry, masks[group]), rx.transpose(1, 2)) > threshold).numpy()
+        for k, x, y, window in zip(group.tolist(), x0.tolist(), y0.tolist(), windows, strict=True):
+            out[k, y : y + win_h, x : x + win_w] = window  # numpy slicing: ~1 us a box, torch's ~30
+    return torch.from_numpy(out)
 
 
 def paint_instance_ids(masks: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
