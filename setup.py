@@ -51,7 +51,6 @@ setup(
     maintainer_email="segmentation-ros@example.org",
     description="GPU semantic, instance and panoptic segmentation for ROS 2, with an offline rosbag2 processor.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "segmentation-ros = segmentation_ros.cli:main",
