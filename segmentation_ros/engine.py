@@ -276,12 +276,15 @@ class SegmentationEngine:
             self.semantic_model = self._load(cfg.semantic_model, cfg.semantic_weights, cfg.semantic_labels)
         if cfg.task in ("instance", "panoptic"):
             self.instance_model = self._load(cfg.instance_model, cfg.instance_weights, cfg.instance_labels)
-            mean = self.instance_model.module.transform.image_mean
-            std = self.instance_model.module.transform.image_std
-        else:
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
-        self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+            labels = self.instance_model.labels
+            if not labels.thing_ids:
+                raise ValueError(
+                    f"label set {labels.name!r} marks no class as a thing (isthing: true); "
+                    f"instance model {cfg.instance_model!r} needs its object classes marked"
+                )
+            transform = self.instance_model.module.transform
+            self._inst_mean = torch.tensor(transform.image_mean, device=self.device).view(1, 3, 1, 1)
+            self._inst_std = torch.tensor(transform.image_std, device=self.device).view(1, 3, 1, 1)
         self._sem_mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._sem_std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
         self._upload = _Uploader(self.device)
@@ -289,10 +292,9 @@ class SegmentationEngine:
         self._instance_trunk = self._accelerate(self._instance_network)
         if cfg.task == "panoptic":
             assert self.semantic_model is not None and self.instance_model is not None
-            self.panoptic_labels, thing_map, stuff_map = panoptic_label_space(
+            self.panoptic_labels, _, stuff_map = panoptic_label_space(
                 self.semantic_model.labels, self.instance_model.labels
             )
-            self._thing_map = thing_map.to(self.device)
             self._stuff_map = stuff_map.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -493,8 +495,7 @@ class SegmentationEngine:
         if getattr(self, "_allowed_key", None) != key:
             labels = self.instance_model.labels  # type: ignore[union-attr]
             allowed = torch.zeros(labels.num_classes, dtype=torch.bool)
-            things = labels.thing_ids or [c for c in labels.ids if c != labels.void_id]  # sets without flags
-            allowed[[c for c in things if not key or c in key]] = True
+            allowed[[c for c in labels.thing_ids if not key or c in key]] = True
             self._allowed, self._allowed_key = allowed.to(self.device), key
         return self._allowed
 
@@ -504,7 +505,7 @@ class SegmentationEngine:
         cfg = self.config
         model = self.instance_model.module  # type: ignore[union-attr]
         height, width = batch.shape[-2:]
-        x = self._normalize(batch, self._mean, self._std)
+        x = self._normalize(batch, self._inst_mean, self._inst_std)
         min_size = cfg.instance_min_size if cfg.instance_min_size >= 0 else model.transform.min_size[-1]
         max_size = cfg.instance_max_size if cfg.instance_max_size > 0 else model.transform.max_size
         if min_size:
@@ -562,11 +563,13 @@ class SegmentationEngine:
         label_set: LabelSet,
     ) -> InstanceResult:
         n = int(boxes.shape[0])
+        # one device->host transfer for boxes, scores and classes (class ids < 2**24 are exact)
+        table = torch.cat([boxes.float(), scores.float()[:, None], classes.float()[:, None]], 1).cpu().numpy()
         return InstanceResult(
             ids=np.arange(1, n + 1, dtype=np.int32),
-            class_ids=classes.cpu().numpy().astype(np.int64),
-            scores=scores.cpu().numpy().astype(np.float32),
-            boxes=boxes.cpu().numpy().astype(np.float32),
+            class_ids=table[:, 5].astype(np.int64),
+            scores=table[:, 4].copy(),
+            boxes=table[:, :4].copy(),
             masks=masks,
             instance_ids=ids.to(torch.int32).cpu().numpy().astype(np.uint16),
             label_set=label_set,
@@ -581,13 +584,13 @@ class SegmentationEngine:
     ) -> None:
         cfg = self.config
         boxes, scores, classes, masks = instances
-        pan_classes = self._thing_map[classes]
-        known = pan_classes >= 0  # instance classes that are things in the panoptic space
+        # _instances kept only the instance model's things, which keep their ids in the panoptic
+        # space (panoptic_label_space): no per-frame copy of the masks to filter or remap them.
         fusion = fuse_panoptic(
             labels,
-            masks[known],
-            scores[known],
-            pan_classes[known],
+            masks,
+            scores,
+            classes,
             self._stuff_map,
             score_threshold=cfg.score_threshold,
             overlap_threshold=cfg.overlap_threshold,
@@ -601,9 +604,9 @@ class SegmentationEngine:
         kept = fusion.kept
         fused_ids = torch.arange(1, kept.numel() + 1, device=self.device)[:, None, None]
         result.instances = self._to_instance_result(
-            boxes[known][kept],
-            scores[known][kept],
-            classes[known][kept],
+            boxes[kept],
+            scores[kept],
+            classes[kept],
             fusion.instance_ids[None] == fused_ids,  # each kept instance's pixels after fusion
             fusion.instance_ids,
             self.instance_model.labels,  # type: ignore[union-attr]

@@ -227,3 +227,20 @@ def test_update_rejects_read_only_unknown_and_bad_values(instance_engine, params
     with pytest.raises(ValueError, match=match):
         instance_engine.update(**params)
     assert instance_engine.config == before  # all or nothing
+
+
+def test_instance_label_set_without_things_is_refused(tmp_path) -> None:
+    # Without thing flags every detection would be dropped; say so instead of returning nothing.
+    flagless = tmp_path / "flagless.yaml"
+    flagless.write_text(
+        "name: flagless\nvoid_id: 0\nclasses:\n"
+        + "".join(f"  - {{id: {i}, name: c{i}}}\n" for i in range(6))
+    )
+    with pytest.raises(ValueError, match="marks no class as a thing"):
+        SegmentationEngine(
+            task="instance",
+            instance_model="shapes_maskrcnn",
+            instance_weights="none",
+            instance_labels=str(flagless),
+            device="cpu",
+        )
