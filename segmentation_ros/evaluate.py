@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .labels import LabelClass, LabelSet, palette
+from .labels import LabelSet
 from .results import InstanceResult, PanopticResult, Segmentation
 
 __all__ = [
@@ -146,15 +146,9 @@ def _label_set_from_categories(name: str, categories: Sequence[dict], *, all_thi
     if not ids:
         raise ValueError(f"{name}: the annotations list no categories")
     void = 0 if 0 not in ids else max(ids) + 1
-    colors = palette(max(ids + [void]) + 1)
-    classes = [LabelClass(void, "unlabeled", (0, 0, 0), False)]
-    for c in categories:
-        cid = int(c["id"])
-        color = tuple(int(v) for v in c.get("color", colors[cid]))
-        classes.append(
-            LabelClass(cid, str(c["name"]), color, True if all_things else bool(c.get("isthing", 1)))
-        )
-    return LabelSet(name, tuple(classes), void)
+    classes = [{"id": void, "name": "unlabeled", "color": [0, 0, 0], "isthing": False}]
+    classes += [{**c, "isthing": True if all_things else bool(c.get("isthing", 1))} for c in categories]
+    return LabelSet.from_dict({"name": name, "void_id": void, "classes": classes})
 
 
 def coco_samples(

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
+from .engine import IMAGENET_MEAN, IMAGENET_STD  # what the engine normalises semantic inputs with
 from .labels import LabelSet, get_label_set
 from .registry import ModelEntry, get_model_entry
 
@@ -58,8 +59,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
 DEFAULT_SYNTHETIC_SIZE = (224, 168)  # the demo models' training frames
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what the engine normalises semantic inputs with
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

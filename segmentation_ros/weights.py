@@ -10,6 +10,7 @@ see :mod:`segmentation_ros.labels`) and ``"meta"``, so the weights bring their c
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .imageio import atomic_write_bytes
 from .labels import LabelSet, get_label_set
 from .paths import models_dir
 
@@ -169,9 +171,6 @@ def apply_state_dict(
 
 def save_checkpoint(path: str | Path, module: torch.nn.Module, *, arch: str, labels: LabelSet, **meta: Any) -> Path:
     """Write a self-describing checkpoint atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": module.state_dict(), "arch": arch, "labels": labels.to_dict(), "meta": meta}, tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save({"model": module.state_dict(), "arch": arch, "labels": labels.to_dict(), "meta": meta}, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
