@@ -21,7 +21,7 @@ import numpy as np
 from .conversions import ConversionError, compressed_to_color, image_to_color, numpy_to_image
 from .engine import EngineConfig, SegmentationEngine
 from .labels import LabelSet
-from .messages import MessageFactory, time_to_ns
+from .messages import MessageFactory, make_header, time_to_ns
 from .results import Segmentation
 from .visualize import colorize_labels, colorize_panoptic, overlay
 
@@ -491,7 +491,7 @@ class SegmentationCore:
             hardware_id=values["device"],
             values=[f.new("diagnostic_msgs/msg/KeyValue", key=k, value=v) for k, v in values.items()],
         )
-        header = f.new("std_msgs/msg/Header", stamp=_stamp(f, now_ns))
+        header = make_header(f, now_ns)
         return f.new("diagnostic_msgs/msg/DiagnosticArray", header=header, status=[status])
 
 
@@ -499,8 +499,3 @@ def _level(factory: MessageFactory, level: bytes) -> Any:
     # DiagnosticStatus.level is a ROS `byte`: rclpy wants bytes, rosbags an int.
     return level if type(factory).__name__ == "RclpyFactory" else level[0]
 
-
-def _stamp(factory: MessageFactory, ns: int) -> Any:
-    from .messages import time_from_ns
-
-    return time_from_ns(factory, ns)
