@@ -25,6 +25,7 @@ requirements = [
     "tqdm>=4.60",
     "pycocotools>=2.0.7",
     "torchmetrics>=1.2",
+    "threadpoolctl>=3.1",
 ]
 install_requires = ["setuptools"] if os.environ.get("AMENT_PREFIX_PATH") else requirements
 

@@ -122,6 +122,25 @@ def test_paste_accepts_channel_dim_and_empty_input() -> None:
     assert empty.shape == (0, H, W) and empty.dtype == torch.bool
 
 
+def test_paste_reuses_its_workspace_across_calls_and_threads() -> None:
+    """The CPU paste computes in a per-thread buffer that only grows: a small call after a large one,
+    and calls from several threads at once, must each see only their own interpolation weights."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [
+        (random_boxes(k, H, W, max_side=side, seed=k), smooth_masks(k, seed=k))
+        for k, side in ((60, 90), (3, 20), (25, 60))
+    ]
+    expected = [reference_probabilities(m, b, H, W) for b, m in cases]
+    for (boxes, masks), reference in zip(cases, expected, strict=True):  # large, then small, then medium
+        assert_matches_definition(paste_masks(masks, boxes, H, W), reference, 0.5)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda case: [paste_masks(case[1], case[0], H, W) for _ in range(5)], cases))
+    for runs, (boxes, masks) in zip(results, cases, strict=True):
+        sequential = paste_masks(masks, boxes, H, W)
+        assert all(torch.equal(run, sequential) for run in runs)
+
+
 # ---- paste_masks against torchvision -------------------------------------------------------------
 def _within_edge_band(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """(N, H, W) bool: pixels within ``radius`` px (Chebyshev) of an edge of ``mask``; off-image is outside."""
