@@ -1,6 +1,8 @@
 """Pictures for people: colourised label maps and overlays with boxes and class names.
 
-Everything takes and returns RGB uint8 numpy arrays at the input's resolution.
+Everything takes and returns RGB uint8 numpy arrays at the input's resolution. These run for every
+frame that rviz watches, so the per-pixel work is OpenCV's (table lookups and a saturating blend,
+SIMD and one pass each) rather than numpy expressions with full-size temporaries.
 """
 
 from __future__ import annotations
@@ -14,18 +16,28 @@ from .results import Segmentation
 __all__ = ["colorize_labels", "colorize_instances", "colorize_panoptic", "overlay", "side_by_side"]
 
 _INSTANCE_COLORS = palette(256)[1:]  # distinct, deterministic; 0 stays black
+# Colour of every uint16 instance id: 0 black, then the palette repeating.
+_INSTANCE_TABLE = np.concatenate([np.zeros((1, 3), np.uint8), np.resize(_INSTANCE_COLORS, (65535, 3))])
+
+
+def _lookup(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(H, W) non-negative ids -> (H, W, 3) rows of ``table``; ids past its end are black."""
+    if ids.dtype == np.uint8:  # OpenCV's LUT: a 256-entry table per channel
+        lut = np.zeros((256, 1, 3), np.uint8)
+        lut[: min(len(table), 256), 0] = table[:256]
+        return cv2.LUT(cv2.cvtColor(np.ascontiguousarray(ids), cv2.COLOR_GRAY2RGB), lut)
+    black = np.concatenate([table, np.zeros((1, 3), np.uint8)])  # "clip" sends every larger id here
+    return np.take(black, ids, axis=0, mode="clip")
 
 
 def colorize_labels(labels: np.ndarray, label_set: LabelSet) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) uint8 class colours (unknown ids black)."""
-    table = label_set.color_table
-    return table[np.minimum(labels, table.shape[0] - 1)] * (labels < table.shape[0])[..., None]
+    return _lookup(labels, label_set.color_table)
 
 
 def colorize_instances(instance_ids: np.ndarray) -> np.ndarray:
     """(H, W) instance ids -> (H, W, 3) uint8, a distinct colour per id, black for 0."""
-    colors = _INSTANCE_COLORS[(instance_ids.astype(np.int64) - 1) % len(_INSTANCE_COLORS)]
-    return colors * (instance_ids > 0)[..., None].astype(np.uint8)
+    return _lookup(instance_ids, _INSTANCE_TABLE)
 
 
 def colorize_panoptic(panoptic: np.ndarray, label_set: LabelSet, label_divisor: int) -> np.ndarray:
@@ -46,7 +58,7 @@ def overlay(image: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.n
         result: the frame's :class:`Segmentation`.
         alpha: weight of the colours.
     """
-    base = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    base = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else np.ascontiguousarray(image)
     if result.panoptic is not None:
         colors = colorize_panoptic(result.panoptic.panoptic, result.panoptic.label_set, result.panoptic.label_divisor)
         painted = result.panoptic.segment_ids > 0
@@ -59,9 +71,8 @@ def overlay(image: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.n
         painted = sem.labels != (sem.label_set.void_id if sem.label_set.void_id is not None else -1)
     else:
         return base.copy()
-    out = base.astype(np.float32)
-    blend = (1 - alpha) * out + alpha * colors.astype(np.float32)
-    out = np.where(painted[..., None], blend, out).astype(np.uint8)
+    out = base.copy()
+    cv2.copyTo(cv2.addWeighted(base, 1 - alpha, colors, alpha, 0), painted.view(np.uint8), out)
     if result.instances is not None:
         _draw_boxes(out, result)
     return out

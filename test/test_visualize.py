@@ -1,0 +1,92 @@
+"""Colourised maps and overlays against a per-pixel reference written out plainly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segmentation_ros.labels import get_label_set
+from segmentation_ros.results import InstanceResult, Segmentation, SemanticResult
+from segmentation_ros.visualize import _INSTANCE_COLORS, colorize_instances, colorize_labels, overlay
+
+H, W = 37, 53
+
+
+def _reference_colors(ids: np.ndarray, color_of) -> np.ndarray:
+    out = np.zeros((*ids.shape, 3), np.uint8)
+    for value in np.unique(ids):
+        out[ids == value] = color_of(int(value))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_colorize_labels_is_the_class_colour_and_black_for_unknown_ids(dtype) -> None:
+    voc = get_label_set("voc")  # 21 classes
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 30, (H, W)).astype(dtype)  # 21..29 are not classes
+    labels[0, 0] = 255 if dtype == np.uint8 else 4000
+    table = voc.color_table
+
+    def color_of(c: int) -> np.ndarray:
+        return table[c] if c < len(table) else np.zeros(3, np.uint8)
+
+    got = colorize_labels(labels, voc)
+    assert got.shape == (H, W, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, _reference_colors(labels, color_of))
+    assert (got[labels >= 21] == 0).all() and got[labels == 15].any()  # 15: person, not black
+
+
+def test_colorize_instances_distinct_ids_distinct_colours_zero_black() -> None:
+    ids = np.arange(H * W, dtype=np.uint16).reshape(H, W) % 300  # ids past the palette's 255 wrap
+    got = colorize_instances(ids)
+    expected = _reference_colors(ids, lambda i: _INSTANCE_COLORS[(i - 1) % len(_INSTANCE_COLORS)] if i else 0)
+    np.testing.assert_array_equal(got, expected)
+    first = {tuple(got[ids == i][0]) for i in range(1, 256)}
+    assert len(first) == 255 and (0, 0, 0) not in first
+
+
+def _semantic(labels: np.ndarray) -> Segmentation:
+    voc = get_label_set("voc")
+    return Segmentation(H, W, semantic=SemanticResult(labels=labels, confidence=np.zeros_like(labels), label_set=voc))
+
+
+def test_overlay_blends_painted_pixels_only_and_keeps_the_rest() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    labels = rng.integers(0, 21, (H, W)).astype(np.uint8)  # 0 = background = void: not painted
+    out = overlay(image, _semantic(labels), alpha=0.25)
+    colors = colorize_labels(labels, get_label_set("voc")).astype(np.float64)
+    painted = labels != 0
+    expected = 0.75 * image.astype(np.float64) + 0.25 * colors
+    assert np.abs(out[painted].astype(np.float64) - expected[painted]).max() <= 1.0
+    np.testing.assert_array_equal(out[~painted], image[~painted])
+    assert painted.any() and (~painted).any()
+
+
+def test_overlay_accepts_gray_and_non_contiguous_images() -> None:
+    rng = np.random.default_rng(2)
+    bgr = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    labels = np.zeros((H, W), np.uint8)  # nothing painted: the image comes back unchanged
+    np.testing.assert_array_equal(overlay(bgr[:, :, ::-1], _semantic(labels)), bgr[:, :, ::-1])
+    gray = bgr[:, :, 0]
+    np.testing.assert_array_equal(overlay(gray, _semantic(labels)), np.repeat(gray[..., None], 3, axis=2))
+
+
+def test_overlay_of_instances_draws_boxes_over_the_blend() -> None:
+    ids = np.zeros((H, W), np.uint16)
+    ids[5:20, 10:30] = 1
+    instances = InstanceResult(
+        ids=np.array([1], np.int32),
+        class_ids=np.array([15], np.int64),
+        scores=np.array([0.9], np.float32),
+        boxes=np.array([[10, 5, 30, 20]], np.float32),
+        masks=torch.from_numpy(ids[None] > 0),
+        instance_ids=ids,
+        label_set=get_label_set("voc"),
+    )
+    image = np.full((H, W, 3), 128, np.uint8)
+    out = overlay(image, Segmentation(H, W, instances=instances))
+    assert out.shape == (H, W, 3)
+    assert (out[12, 20] != 128).any()  # inside the mask: blended with the instance colour
+    np.testing.assert_array_equal(out[H - 1, W - 1], [128, 128, 128])  # far from the box: untouched
