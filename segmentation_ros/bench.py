@@ -342,17 +342,11 @@ def _measure(
 
 # ---- the three paths --------------------------------------------------------------------------------
 def _camera_frames(width: int, height: int, count: int, seed: int) -> list[np.ndarray]:
-    """Deterministic RGB frames: smooth colour fields with noise (content does not change the cost)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    frames = []
-    for _ in range(count):
-        f = rng.uniform(0.002, 0.02, 3)
-        phase = rng.uniform(0, 6.28, 3)
-        base = np.stack([np.sin(xx * f[c] + yy * f[(c + 1) % 3] + phase[c]) for c in range(3)], -1)
-        noise = rng.normal(0, 0.1, (height, width, 3))
-        frames.append(np.clip((base * 0.4 + 0.5 + noise) * 255, 0, 255).astype(np.uint8))
-    return frames
+    """Deterministic camera frames: rendered synthetic scenes (objects on ground and sky), so that a
+    trained model (``--weights default`` with the demo models) sees class borders as on a robot."""
+    from .synthetic import generate_scene
+
+    return [generate_scene(seed, width, height, split="test", index=i).image for i in range(count)]
 
 
 def _shape_random_detector(module: torch.nn.Module) -> None:

@@ -408,8 +408,25 @@ class SegmentationEngine:
         else:
             yield
 
-    def _normalize(self, batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        x = batch.to(torch.float32).div_(255.0).sub_(mean).div_(std)
+    def _normalize(
+        self,
+        batch: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        resize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        shrinks: bool = False,
+    ) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float ``(x / 255 - mean) / std``, resized by ``resize`` if given.
+
+        Normalising is affine per channel, so it commutes with bilinear resizing: it runs after a
+        resize that ``shrinks`` the image and before one that enlarges it, on the fewer pixels.
+        """
+        x = batch.to(torch.float32)
+        if resize is not None and shrinks:
+            x = resize(x)
+        x = x.sub_(mean * 255.0).div_(std * 255.0)
+        if resize is not None and not shrinks:
+            x = resize(x)
         if self.device.type == "cuda" and self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -451,14 +468,18 @@ class SegmentationEngine:
         """(B, 3, H, W) uint8 -> the semantic network's input: normalised, resized to
         ``semantic_input_size`` (the model's own for -1, camera resolution for 0)."""
         height, width = batch.shape[-2:]
-        x = self._normalize(batch, self._sem_mean, self._sem_std)
         size = self.config.semantic_input_size
         if size < 0:
             size = self.semantic_model.entry.input_size  # type: ignore[union-attr]
-        if size and size != min(height, width):
-            scale = size / min(height, width)
-            x = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
-        return x
+        if not size or size == min(height, width):
+            return self._normalize(batch, self._sem_mean, self._sem_std)
+        scale = size / min(height, width)
+        target = (round(height * scale), round(width * scale))
+
+        def resize(x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, size=target, mode="bilinear", align_corners=False)
+
+        return self._normalize(batch, self._sem_mean, self._sem_std, resize, shrinks=scale < 1)
 
     def _instances(self, batch: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(B, 3, H, W) uint8 -> per frame (boxes (N, 4), scores (N,), classes (N,), masks (N, H, W)).
@@ -504,13 +525,14 @@ class SegmentationEngine:
         cfg = self.config
         model = self.instance_model.module  # type: ignore[union-attr]
         height, width = batch.shape[-2:]
-        x = self._normalize(batch, self._inst_mean, self._inst_std)
         min_size = cfg.instance_min_size if cfg.instance_min_size >= 0 else model.transform.min_size[-1]
         max_size = cfg.instance_max_size if cfg.instance_max_size > 0 else model.transform.max_size
-        if min_size:
-            scale = min(min_size / min(height, width), max_size / max(height, width))
-            if scale != 1.0:
-                x = F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
+        scale = min(min_size / min(height, width), max_size / max(height, width)) if min_size else 1.0
+
+        def resize(x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
+
+        x = self._normalize(batch, self._inst_mean, self._inst_std, resize if scale != 1.0 else None, scale < 1)
         h, w = x.shape[-2:]
         divisor = model.transform.size_divisible
         x = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
@@ -651,28 +673,37 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     Returns:
         (B, H, W) int64 class ids.
     """
-    h, w = logits.shape[-2:]
+    b, _, h, w = logits.shape
     height, width = size
     if (h, w) == (height, width):
         return logits.argmax(1)
     if logits.device.type == "cpu":
         coarse = logits.argmax(1)  # (B, h, w)
         y0, y1, wy = _source_pixels(height, h, logits.device)
-        x0, x1, wx = _source_pixels(width, w, logits.device)
+        x0 = _source_pixels(width, w, logits.device)[0]
         # settled[i, j]: the 2x2 block at (i, j) has one winner (the last row and column repeat).
         down = torch.cat([coarse[:, 1:], coarse[:, -1:]], 1)
         settled = (coarse == down) & (coarse == torch.cat([coarse[:, :, 1:], coarse[:, :, -1:]], 2))
         settled &= coarse == torch.cat([down[:, :, 1:], down[:, :, -1:]], 2)
         undecided = settled.index_select(1, y0).index_select(2, x0).logical_not_()
-        bi, yi, xi = undecided.nonzero(as_tuple=True)
-        if bi.numel() <= _DENSE_ABOVE * undecided.numel():
+        flat = undecided.view(-1).nonzero().squeeze(1)  # (K,) output pixels on class borders
+        if flat.numel() <= _DENSE_ABOVE * undecided.numel():
             labels = coarse.index_select(1, y0).index_select(2, x0)
-            if bi.numel():
-                v = logits.permute(0, 2, 3, 1)  # (B, h, w, C)
-                ry, rx = wy[yi, None], wx[xi, None]
-                top = v[bi, y0[yi], x0[xi]] * (1 - rx) + v[bi, y0[yi], x1[xi]] * rx
-                bottom = v[bi, y1[yi], x0[xi]] * (1 - rx) + v[bi, y1[yi], x1[xi]] * rx
-                labels[bi, yi, xi] = (top * (1 - ry) + bottom * ry).argmax(1)
+            if flat.numel():
+                # Interpolated along x first, for every input row (h x W: small); then each border
+                # pixel blends two of those rows: the same arithmetic, in the same order, as
+                # F.interpolate's, so the same labels.
+                rows = F.interpolate(logits, size=(h, width), mode="bilinear", align_corners=False)
+                rows = rows.permute(0, 2, 3, 1).reshape(-1, logits.shape[1])  # (B*h*W, C)
+                batch_rows = torch.arange(b, device=logits.device)[:, None] * h  # (B, 1)
+                first = ((batch_rows + y0) * width).view(-1)  # (B*H,): rows' offsets in `rows`
+                second = ((batch_rows + y1) * width).view(-1)
+                weight = wy.repeat(b)[:, None]
+                image_row, x = flat // width, flat % width
+                upper = rows.index_select(0, first.index_select(0, image_row) + x)
+                lower = rows.index_select(0, second.index_select(0, image_row) + x)
+                ry = weight.index_select(0, image_row)
+                labels.view(-1).index_copy_(0, flat, (upper * (1 - ry) + lower * ry).argmax(1))
             return labels
     logits = logits.contiguous(memory_format=torch.channels_last)
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1)

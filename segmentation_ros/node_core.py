@@ -407,12 +407,15 @@ class SegmentationCore:
                 camera_info.header = header
                 out.append(Output(topic_name(cam, f"{group}/camera_info"), "sensor_msgs/msg/CameraInfo", camera_info))
 
+        colors = None  # the colour image the overlay blends, where a colour topic already made it
         if result.semantic is not None:
             sem = result.semantic
             image("semantic/labels", sem.labels, "mono8" if sem.labels.dtype == np.uint8 else "mono16")
             image("semantic/confidence", sem.confidence, "mono8")
             if wanted(topic_name(cam, "semantic/color")):
-                image("semantic/color", colorize_labels(sem.labels, sem.label_set), "rgb8")
+                semantic_colors = colorize_labels(sem.labels, sem.label_set)
+                image("semantic/color", semantic_colors, "rgb8")
+                colors = semantic_colors if result.instances is None else None
             info("semantic")
         if result.instances is not None:
             image("instances/ids", result.instances.instance_ids, "mono16")
@@ -422,11 +425,12 @@ class SegmentationCore:
             pan = result.panoptic
             image("panoptic/ids", pan.panoptic, "32SC1")
             if wanted(topic_name(cam, "panoptic/color")):
-                image("panoptic/color", colorize_panoptic(pan.panoptic, pan.label_set, pan.label_divisor), "rgb8")
+                colors = colorize_panoptic(pan.panoptic, pan.label_set, pan.label_divisor)
+                image("panoptic/color", colors, "rgb8")
             info("panoptic")
         if wanted(topic_name(cam, "overlay")):
             rgb = pixels if pixels.ndim == 2 or order == "rgb" else pixels[:, :, ::-1]
-            image("overlay", overlay(rgb, result), "rgb8")
+            image("overlay", overlay(rgb, result, colors=colors), "rgb8")
         return out
 
     def _detections(self, header: Any, result: Segmentation) -> Any:

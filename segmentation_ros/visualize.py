@@ -50,24 +50,29 @@ def colorize_panoptic(panoptic: np.ndarray, label_set: LabelSet, label_divisor: 
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.ndarray:
+def overlay(
+    image: np.ndarray, result: Segmentation, alpha: float = 0.5, colors: np.ndarray | None = None
+) -> np.ndarray:
     """The camera image blended with the most specific result, boxes and names drawn on top.
 
     Args:
         image: (H, W, 3) uint8 RGB, or (H, W) grayscale.
         result: the frame's :class:`Segmentation`.
         alpha: weight of the colours.
+        colors: the colourised map of that result (panoptic, else instances, else semantic), when
+            the caller has already made it (the node's colour topics); made here otherwise.
     """
     base = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else np.ascontiguousarray(image)
     if result.panoptic is not None:
-        colors = colorize_panoptic(result.panoptic.panoptic, result.panoptic.label_set, result.panoptic.label_divisor)
-        painted = result.panoptic.segment_ids > 0
+        pan = result.panoptic
+        colors = colorize_panoptic(pan.panoptic, pan.label_set, pan.label_divisor) if colors is None else colors
+        painted = pan.segment_ids > 0
     elif result.instances is not None:
-        colors = colorize_instances(result.instances.instance_ids)
+        colors = colorize_instances(result.instances.instance_ids) if colors is None else colors
         painted = result.instances.instance_ids > 0
     elif result.semantic is not None:
         sem = result.semantic
-        colors = colorize_labels(sem.labels, sem.label_set)
+        colors = colorize_labels(sem.labels, sem.label_set) if colors is None else colors
         painted = sem.labels != (sem.label_set.void_id if sem.label_set.void_id is not None else -1)
     else:
         return base.copy()

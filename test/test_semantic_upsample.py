@@ -50,12 +50,12 @@ def test_only_border_pixels_are_interpolated(monkeypatch) -> None:
     expected = [_dense(noisy, (80, 96)), _dense(smooth, (160, 192))]
     calls = []
     real = F.interpolate
-    monkeypatch.setattr(engine.F, "interpolate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(engine.F, "interpolate", lambda *a, **k: calls.append(tuple(k["size"])) or real(*a, **k))
     assert torch.equal(upsampled_argmax(noisy, (80, 96)), expected[0])
-    assert calls, "the dense fallback was not used for a noisy map"
+    assert (80, 96) in calls, "the dense fallback was not used for a noisy map"
     calls.clear()
     assert torch.equal(upsampled_argmax(smooth, (160, 192)), expected[1])
-    assert not calls, "a smooth map should not need the dense upsample"
+    assert (160, 192) not in calls, "a smooth map should not need the full-size upsample"
 
 
 def test_same_size_is_a_plain_argmax() -> None:

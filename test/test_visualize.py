@@ -90,3 +90,12 @@ def test_overlay_of_instances_draws_boxes_over_the_blend() -> None:
     assert out.shape == (H, W, 3)
     assert (out[12, 20] != 128).any()  # inside the mask: blended with the instance colour
     np.testing.assert_array_equal(out[H - 1, W - 1], [128, 128, 128])  # far from the box: untouched
+
+
+def test_overlay_with_precomputed_colors_is_the_same_picture() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    labels = rng.integers(0, 21, (H, W)).astype(np.uint8)
+    result = _semantic(labels)
+    made_here = overlay(image, result)
+    np.testing.assert_array_equal(overlay(image, result, colors=colorize_labels(labels, get_label_set("voc"))), made_here)
