@@ -425,7 +425,7 @@ class SegmentationCore:
             pan = result.panoptic
             image("panoptic/ids", pan.panoptic, "32SC1")
             if wanted(topic_name(cam, "panoptic/color")):
-                colors = colorize_panoptic(pan.panoptic, pan.label_set, pan.label_divisor)
+                colors = colorize_panoptic(pan)
                 image("panoptic/color", colors, "rgb8")
             info("panoptic")
         if wanted(topic_name(cam, "overlay")):

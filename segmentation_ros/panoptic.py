@@ -96,21 +96,13 @@ def fuse_panoptic(
     if not 0.0 <= overlap_threshold <= 1.0:
         raise ValueError(f"overlap_threshold must be in [0, 1], got {overlap_threshold}")
     device = semantic.device
-    n = masks.shape[0]
     order = torch.argsort(scores, descending=True, stable=True)
-    masks, scores, classes = masks[order], scores[order], classes[order]
-
-    # Greedy claiming on the device: no value is read back to the host inside the loop.
-    claimed = torch.zeros(semantic.shape, dtype=torch.int32, device=device)  # sorted slot + 1
-    keep = torch.zeros(n, dtype=torch.bool, device=device)
-    for k in range(n):
-        mask = masks[k]
-        free = mask & (claimed == 0)
-        area = mask.sum()
-        free_area = free.sum()
-        ok = (scores[k] >= score_threshold) & (free_area > 0) & ((area - free_area) <= overlap_threshold * area)
-        claimed = torch.where(free & ok, k + 1, claimed)
-        keep[k] = ok
+    scores, classes = scores[order], classes[order]
+    if device.type == "cpu":
+        claimed, keep = _claim_in_regions(masks, order, scores, score_threshold, overlap_threshold)
+    else:
+        claimed, keep = _claim(masks[order], scores, score_threshold, overlap_threshold)
+    n = masks.shape[0]
 
     # Stuff fills what no kept instance claimed; counted per semantic class (ids < len(stuff_map)).
     semantic = semantic.long()
@@ -164,6 +156,59 @@ def fuse_panoptic(
             )
         )
     return PanopticFusion(segment_ids=segment_ids, kept=kept, instance_ids=instance_ids, segments=segments)
+
+
+def _claim(
+    masks: torch.Tensor, scores: torch.Tensor, score_threshold: float, overlap_threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy claiming on the device, masks in score order: no value is read back to the host.
+
+    Returns:
+        claimed: (H, W) int32, the sorted slot + 1 of the instance owning each pixel, 0 = none.
+        keep: (N,) bool per sorted slot.
+    """
+    claimed = torch.zeros(masks.shape[1:], dtype=torch.int32, device=masks.device)
+    keep = torch.zeros(masks.shape[0], dtype=torch.bool, device=masks.device)
+    for k in range(masks.shape[0]):
+        mask = masks[k]
+        free = mask & (claimed == 0)
+        area = mask.sum()
+        free_area = free.sum()
+        ok = (scores[k] >= score_threshold) & (free_area > 0) & ((area - free_area) <= overlap_threshold * area)
+        claimed = torch.where(free & ok, k + 1, claimed)
+        keep[k] = ok
+    return claimed, keep
+
+
+def _claim_in_regions(
+    masks: torch.Tensor, order: torch.Tensor, scores: torch.Tensor, score_threshold: float, overlap_threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_claim` on the CPU: each instance touches only the rows and columns its mask covers
+    (a sync is free here, and a mask is a small part of the image), with numpy's cheap calls.
+    ``masks`` are in input order; ``order`` sorts them and ``scores`` are sorted."""
+    n, height, width = masks.shape
+    as_bytes = masks.view(torch.uint8) if masks.dtype == torch.bool else masks.ne(0).view(torch.uint8)
+    rows, cols = as_bytes.amax(2), as_bytes.amax(1)  # (N, H), (N, W): which rows/columns a mask has
+    y0, x0 = rows.argmax(1), cols.argmax(1)  # first covered row/column (0 for an empty mask)
+    y1, x1 = height - rows.flip(1).argmax(1), width - cols.flip(1).argmax(1)
+    regions = torch.stack([y0, y1, x0, x1], 1).tolist()
+    masks_np = masks.numpy()
+    claimed = np.zeros((height, width), np.int32)
+    keep = np.zeros(n, np.bool_)
+    allowed = (scores >= score_threshold).tolist()
+    for k, index in enumerate(order.tolist()):
+        top, bottom, left, right = regions[index]
+        mask = masks_np[index, top:bottom, left:right]
+        area = np.count_nonzero(mask)
+        if not allowed[k] or area == 0:
+            continue
+        owner = claimed[top:bottom, left:right]
+        free = mask & (owner == 0)
+        free_area = np.count_nonzero(free)
+        if free_area > 0 and area - free_area <= overlap_threshold * area:
+            owner[free] = k + 1
+            keep[k] = True
+    return torch.from_numpy(claimed), torch.from_numpy(keep)
 
 
 def encode_panoptic(segment_ids: torch.Tensor, segments: list[Segment], label_divisor: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .labels import LabelSet, palette
-from .results import Segmentation
+from .results import PanopticResult, Segmentation
 
 __all__ = ["colorize_labels", "colorize_instances", "colorize_panoptic", "overlay", "side_by_side"]
 
@@ -40,14 +40,20 @@ def colorize_instances(instance_ids: np.ndarray) -> np.ndarray:
     return _lookup(instance_ids, _INSTANCE_TABLE)
 
 
-def colorize_panoptic(panoptic: np.ndarray, label_set: LabelSet, label_divisor: int) -> np.ndarray:
-    """(H, W) encoded panoptic map -> RGB: stuff in its class colour, each thing instance shifted."""
-    classes = panoptic // label_divisor
-    instances = panoptic % label_divisor
-    rgb = colorize_labels(classes, label_set).astype(np.int16)
-    shift = ((instances * 37) % 96 - 48).astype(np.int16)  # same class, different instances differ
-    rgb = np.where((instances > 0)[..., None], rgb + shift[..., None], rgb)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+def colorize_panoptic(panoptic: PanopticResult) -> np.ndarray:
+    """A panoptic result -> (H, W, 3) RGB: stuff in its class colour, each thing instance shifted.
+
+    One colour per segment, then one table lookup over the segment-id map (void black).
+    """
+    table = np.zeros((len(panoptic.segments) + 1, 3), np.uint8)
+    colors = panoptic.label_set.color_table
+    for s in panoptic.segments:
+        color = colors[s.class_id].astype(np.int16) if s.class_id < len(colors) else np.zeros(3, np.int16)
+        if s.instance_id > 0:  # same class, different instances differ
+            color = color + ((s.instance_id * 37) % 96 - 48)
+        table[s.id] = np.clip(color, 0, 255)
+    ids = panoptic.segment_ids
+    return _lookup(ids.astype(np.uint8) if len(table) <= 256 else ids, table)  # every id < len(table)
 
 
 def overlay(
@@ -64,9 +70,8 @@ def overlay(
     """
     base = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else np.ascontiguousarray(image)
     if result.panoptic is not None:
-        pan = result.panoptic
-        colors = colorize_panoptic(pan.panoptic, pan.label_set, pan.label_divisor) if colors is None else colors
-        painted = pan.segment_ids > 0
+        colors = colorize_panoptic(result.panoptic) if colors is None else colors
+        painted = result.panoptic.segment_ids > 0
     elif result.instances is not None:
         colors = colorize_instances(result.instances.instance_ids) if colors is None else colors
         painted = result.instances.instance_ids > 0

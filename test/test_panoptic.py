@@ -280,3 +280,27 @@ def test_label_space_moves_stuff_ids_that_collide_with_things() -> None:
     assert [int(v) for v in stuff_map] == [-1, by_name["road"].id, -1, -1, 4, -1, -1, -1, -1, 9]
     assert [int(v) for v in thing_map] == [-1, 1, 2]
     assert labels.name == "things+scene"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cpu_region_claiming_equals_the_device_loop(seed: int) -> None:
+    """The CPU fusion claims pixels inside each mask's rows and columns only; the device loop works
+    on whole images. Same greedy rule, so the same owners and the same kept instances."""
+    from segmentation_ros.panoptic import _claim, _claim_in_regions
+
+    g = torch.Generator().manual_seed(seed)
+    n, height, width = 30, 48, 64
+    masks = torch.zeros(n, height, width, dtype=torch.bool)
+    for k in range(n - 2):  # random blobs, many overlapping; the last two masks stay empty
+        y, x = int(torch.randint(0, height - 8, (1,), generator=g)), int(torch.randint(0, width - 8, (1,), generator=g))
+        h, w = int(torch.randint(2, 30, (1,), generator=g)), int(torch.randint(2, 40, (1,), generator=g))
+        masks[k, y : y + h, x : x + w] = torch.rand(min(h, height - y), min(w, width - x), generator=g) < 0.8
+    scores = torch.rand(n, generator=g)
+    scores[3] = scores[5]  # a tie: the stable sort decides
+    order = torch.argsort(scores, descending=True, stable=True)
+    for overlap in (0.0, 0.3, 0.7, 1.0):
+        claimed, keep = _claim_in_regions(masks, order, scores[order], 0.2, overlap)
+        reference_claimed, reference_keep = _claim(masks[order], scores[order], 0.2, overlap)
+        assert torch.equal(keep, reference_keep)
+        assert torch.equal(claimed, reference_claimed)
+        assert 0 < int(keep.sum()) < n

@@ -8,7 +8,13 @@ import torch
 
 from segmentation_ros.labels import get_label_set
 from segmentation_ros.results import InstanceResult, Segmentation, SemanticResult
-from segmentation_ros.visualize import _INSTANCE_COLORS, colorize_instances, colorize_labels, overlay
+from segmentation_ros.visualize import (
+    _INSTANCE_COLORS,
+    colorize_instances,
+    colorize_labels,
+    colorize_panoptic,
+    overlay,
+)
 
 H, W = 37, 53
 
@@ -99,3 +105,32 @@ def test_overlay_with_precomputed_colors_is_the_same_picture() -> None:
     result = _semantic(labels)
     made_here = overlay(image, result)
     np.testing.assert_array_equal(overlay(image, result, colors=colorize_labels(labels, get_label_set("voc"))), made_here)
+
+
+def test_colorize_panoptic_class_colour_shifted_per_instance() -> None:
+    """Each pixel: its segment's class colour, shifted by ``(instance * 37) % 96 - 48`` for things
+    (clipped to 0..255), black for void; computed here per pixel from the encoded map."""
+    from segmentation_ros.panoptic import Segment
+    from segmentation_ros.results import PanopticResult
+
+    coco = get_label_set("coco")
+    divisor = 1000
+    rng = np.random.default_rng(4)
+    segments = [
+        Segment(id=1, class_id=1, isthing=True, area=0, bbox=(0, 0, 0, 0), score=0.9, instance_id=1),
+        Segment(id=2, class_id=1, isthing=True, area=0, bbox=(0, 0, 0, 0), score=0.8, instance_id=2),
+        Segment(id=3, class_id=3, isthing=True, area=0, bbox=(0, 0, 0, 0), score=0.7, instance_id=3),
+        Segment(id=4, class_id=13, isthing=False, area=0, bbox=(0, 0, 0, 0), score=1.0, instance_id=0),
+    ]
+    segment_ids = rng.integers(0, 5, (H, W)).astype(np.int32)
+    lookup = {0: 0, **{s.id: s.class_id * divisor + s.instance_id for s in segments}}
+    encoded = np.vectorize(lookup.get)(segment_ids).astype(np.int32)
+    result = PanopticResult(segment_ids=segment_ids, panoptic=encoded, segments=segments, label_set=coco, label_divisor=divisor)
+
+    classes, instances = encoded // divisor, encoded % divisor
+    reference = coco.color_table[classes].astype(np.int16)
+    reference = np.where((instances > 0)[..., None], reference + ((instances * 37) % 96 - 48)[..., None], reference)
+    reference = np.where((segment_ids == 0)[..., None], 0, np.clip(reference, 0, 255)).astype(np.uint8)
+    got = colorize_panoptic(result)
+    np.testing.assert_array_equal(got, reference)
+    assert not np.array_equal(got[segment_ids == 1][0], got[segment_ids == 2][0])  # two persons differ
