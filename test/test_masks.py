@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from segmentation_ros.masks import boxes_from_masks, paint_instance_ids, paste_masks
+from segmentation_ros.masks import bincount, boxes_from_masks, paint_instance_ids, paste_masks
 
 H, W = 97, 131
 
@@ -250,3 +250,14 @@ def test_boxes_from_random_map_matches_numpy() -> None:
         else:
             assert boxes[k - 1].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
             assert int(areas[k - 1]) == ys.size
+
+
+def test_bincount_is_torch_bincount() -> None:
+    g = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 9, (13, 17), generator=g, dtype=torch.int32)
+    weights = torch.rand(13, 17, generator=g)
+    counts = bincount(values, 12)
+    assert counts.dtype == torch.int64 and torch.equal(counts, torch.bincount(values.reshape(-1).long(), minlength=12))
+    sums = bincount(values, 3, weights=weights)  # minlength below the largest value + 1: grows
+    assert sums.dtype == torch.float32 and sums.shape == (9,)
+    torch.testing.assert_close(sums, torch.bincount(values.reshape(-1).long(), weights.reshape(-1), 3))
