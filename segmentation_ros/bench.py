@@ -77,12 +77,13 @@ log = logging.getLogger(__name__)
 # ---- what is measured --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Workload:
-    """A task with its model(s), by registry name."""
+    """A task with its model(s), by registry name, and optionally the weights they always use."""
 
     name: str
     task: str
     semantic_model: str | None = None
     instance_model: str | None = None
+    weights: str | None = None  # None: the run's ``--weights``
 
     @property
     def models(self) -> list[str]:
@@ -101,6 +102,10 @@ WORKLOADS: dict[str, Workload] = {
             semantic_model="deeplabv3_resnet50",
             instance_model="maskrcnn_resnet50_fpn",
         ),
+        # The trained demo models (weights shipped in models/, nothing downloaded) on rendered
+        # scenes: real class borders and detections, where random weights give one class and
+        # anchor-sized boxes.
+        Workload("demo", "panoptic", semantic_model="shapes_lraspp", instance_model="shapes_maskrcnn", weights="DEFAULT"),
     )
 }
 
@@ -184,9 +189,12 @@ def _product(
 
 def quick_options(device: str = "cpu") -> BenchOptions:
     """The reduced CPU set (a few minutes on two cores): LR-ASPP at 320x240 and 640x480 with one
-    and four cameras, Mask R-CNN at camera resolution with one camera."""
-    cases = _product(["lraspp"], [(320, 240), (640, 480)], [1, 4]) + _product(
-        ["maskrcnn"], [(320, 240), (640, 480)], [1]
+    and four cameras, Mask R-CNN at camera resolution with one camera, and the trained demo
+    models' panoptic pipeline at 640x480."""
+    cases = (
+        _product(["lraspp"], [(320, 240), (640, 480)], [1, 4])
+        + _product(["maskrcnn"], [(320, 240), (640, 480)], [1])
+        + _product(["demo"], [(640, 480)], [1])
     )
     return BenchOptions(
         device=device, cases=cases, instance_min_size=0, label="quick", **_repeat_defaults(device)
@@ -360,6 +368,10 @@ def _shape_random_detector(module: torch.nn.Module) -> None:
                 layer.bias.zero_()
 
 
+def _weights(workload: Workload, options: BenchOptions) -> str:
+    return workload.weights or options.weights
+
+
 def _make_core(
     workload: Workload,
     options: BenchOptions,
@@ -380,8 +392,8 @@ def _make_core(
         "instance_min_size": min_size,
         "semantic_input_size": options.semantic_input_size,
         "cameras": cameras,
-        "semantic_weights": options.weights,
-        "instance_weights": options.weights,
+        "semantic_weights": _weights(workload, options),
+        "instance_weights": _weights(workload, options),
     }
     if workload.semantic_model:
         params["semantic_model"] = workload.semantic_model
@@ -390,7 +402,7 @@ def _make_core(
     core = SegmentationCore(params, RosbagsFactory())
     torch.manual_seed(options.seed)  # every core (and the naive copy) gets the same weights
     core.configure()
-    if core.engine.instance_model is not None and options.weights.lower() == "none":
+    if core.engine.instance_model is not None and _weights(workload, options).lower() == "none":
         _shape_random_detector(core.engine.instance_model.module)
     return core
 
@@ -619,6 +631,7 @@ def _run_case(spec: CaseSpec, options: BenchOptions, device: torch.device) -> di
         "workload": w.name,
         "task": w.task,
         "models": w.models,
+        "weights": _weights(w, options),
         "width": spec.width,
         "height": spec.height,
         "batch": spec.batch,

@@ -166,7 +166,7 @@ def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_presets() -> None:
     quick = bench.quick_options("cpu")
     assert quick.instance_min_size == 0 and quick.precisions == ("fp32",)
-    assert {c.workload.name for c in quick.cases} == {"lraspp", "maskrcnn"}
+    assert {c.workload.name for c in quick.cases} == {"lraspp", "maskrcnn", "demo"}
     full = bench.full_options("cpu")
     assert {c.workload.name for c in full.cases} == set(bench.WORKLOADS)
     assert {(c.width, c.height) for c in full.cases} == {(640, 480), (1280, 720)}
@@ -199,3 +199,24 @@ def test_cuda_reports_gpu_memory_and_both_precisions() -> None:
     assert all(v["peak_gpu_mb"] > 0 for v in case["variants"].values())
     assert _positive(case["ratios"]["overhead"]["ours_bf16"])
     assert all(t["passed"] is None for t in result["targets"] if t["device"] == "cuda")  # no 640x480 case
+
+
+def test_demo_workload_runs_the_shipped_trained_weights() -> None:
+    """The demo preset keeps its own weights whatever --weights says: the trained demo models'
+    files (nothing downloaded), so the naive loop and ours segment real borders and objects."""
+    demo = bench.WORKLOADS["demo"]
+    options = bench.BenchOptions(
+        device="cpu",
+        cases=[bench.CaseSpec(demo, 96, 72, 1)],
+        warmup=0,
+        repeats=1,
+        iters=1,
+        instance_min_size=0,
+        paste_sizes=((32, 24),),
+        paste_detections=2,
+        weights="none",
+    )
+    report = bench.run_benchmark(options)
+    (case,) = report["cases"]
+    assert case["weights"] == "DEFAULT" and case["models"] == ["shapes_lraspp", "shapes_maskrcnn"]
+    assert _positive(case["overhead_ratio"])
