@@ -195,7 +195,8 @@ def _claim_in_regions(
     (a sync is free here, and a mask is a small part of the image), with numpy's cheap calls.
     ``masks`` are in input order; ``order`` sorts them and ``scores`` are sorted."""
     n, height, width = masks.shape
-    as_bytes = masks.view(torch.uint8) if masks.dtype == torch.bool else masks.ne(0).view(torch.uint8)
+    masks = masks if masks.dtype == torch.bool else masks.ne(0)
+    as_bytes = masks.view(torch.uint8)
     rows, cols = as_bytes.amax(2), as_bytes.amax(1)  # (N, H), (N, W): which rows/columns a mask has
     y0, x0 = rows.argmax(1), cols.argmax(1)  # first covered row/column (0 for an empty mask)
     y1, x1 = height - rows.flip(1).argmax(1), width - cols.flip(1).argmax(1)
