@@ -122,6 +122,20 @@ def test_paste_accepts_channel_dim_and_empty_input() -> None:
     assert empty.shape == (0, H, W) and empty.dtype == torch.bool
 
 
+def test_device_paste_runs_here_and_equals_the_cpu_paste() -> None:
+    """The CUDA path (whole-image batched matmuls) is plain torch: run on the CPU it must give the
+    definition's masks and exactly the CPU path's."""
+    from segmentation_ros.masks import _paste_whole
+
+    boxes = random_boxes(40, H, W, max_side=70, seed=11)
+    boxes[0] = torch.tensor([-20.0, -20.0, W + 20.0, H + 20.0])  # beyond the image on every side
+    masks = smooth_masks(40, sharpness=4.0, seed=11)
+    for threshold in (0.3, 0.5):
+        whole = _paste_whole(masks, boxes, H, W, threshold)
+        assert_matches_definition(whole, reference_probabilities(masks, boxes, H, W), threshold)
+        assert torch.equal(whole, paste_masks(masks, boxes, H, W, threshold))
+
+
 def test_paste_reuses_its_workspace_across_calls_and_threads() -> None:
     """The CPU paste computes in a per-thread buffer that only grows: a small call after a large one,
     and calls from several threads at once, must each see only their own interpolation weights."""
