@@ -455,13 +455,15 @@ class SegmentationEngine:
         return out
 
     def _semantic(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) uint8 -> labels (B, H, W) int64 and confidence (B, H, W) uint8."""
+        """(B, 3, H, W) uint8 -> labels (B, H, W) (uint8 for label sets of <= 256 ids, else int64)
+        and confidence (B, H, W) uint8."""
         height, width = batch.shape[-2:]
         logits = self._semantic_forward(self._semantic_input(batch)).float()  # (B, C, h, w)
         confidence = torch.softmax(logits, 1).amax(1, keepdim=True)  # at the network's resolution
         if logits.shape[-2:] != (height, width):
             confidence = F.interpolate(confidence, size=(height, width), mode="bilinear", align_corners=False)
-        labels = upsampled_argmax(logits, (height, width))
+        narrow = self.semantic_model.labels.label_dtype == np.uint8  # type: ignore[union-attr]
+        labels = upsampled_argmax(logits, (height, width), torch.uint8 if narrow else torch.int64)
         return labels, confidence[:, 0].mul_(255.0).round_().to(torch.uint8)
 
     def _semantic_input(self, batch: torch.Tensor) -> torch.Tensor:
@@ -655,7 +657,7 @@ def _source_pixels(out_size: int, in_size: int, device: torch.device) -> tuple[t
 _DENSE_ABOVE = 0.25
 
 
-def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], dtype: torch.dtype = torch.int64) -> torch.Tensor:
     """``F.interpolate(logits, size, mode="bilinear").argmax(1)`` without the (B, C, H, W) logits.
 
     A bilinear sample is a convex combination of its four neighbouring logit vectors, and a convex
@@ -669,14 +671,15 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     Args:
         logits: (B, C, h, w) float class scores.
         size: output ``(H, W)``.
+        dtype: of the result; ``torch.uint8`` (when C <= 256) expands a quarter of int64's bytes.
 
     Returns:
-        (B, H, W) int64 class ids.
+        (B, H, W) class ids.
     """
     b, _, h, w = logits.shape
     height, width = size
     if (h, w) == (height, width):
-        return logits.argmax(1)
+        return logits.argmax(1).to(dtype)
     if logits.device.type == "cpu":
         coarse = logits.argmax(1)  # (B, h, w)
         y0, y1, wy = _source_pixels(height, h, logits.device)
@@ -688,7 +691,7 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
         undecided = settled.index_select(1, y0).index_select(2, x0).logical_not_()
         flat = undecided.view(-1).nonzero().squeeze(1)  # (K,) output pixels on class borders
         if flat.numel() <= _DENSE_ABOVE * undecided.numel():
-            labels = coarse.index_select(1, y0).index_select(2, x0)
+            labels = coarse.to(dtype).index_select(1, y0).index_select(2, x0)
             if flat.numel():
                 # Interpolated along x first, for every input row (h x W: small); then each border
                 # pixel blends two of those rows: the same arithmetic, in the same order, as
@@ -703,14 +706,14 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
                 upper = rows.index_select(0, first.index_select(0, image_row) + x)
                 lower = rows.index_select(0, second.index_select(0, image_row) + x)
                 ry = weight.index_select(0, image_row)
-                labels.view(-1).index_copy_(0, flat, (upper * (1 - ry) + lower * ry).argmax(1))
+                labels.view(-1).index_copy_(0, flat, (upper * (1 - ry) + lower * ry).argmax(1).to(dtype))
             return labels
     logits = logits.contiguous(memory_format=torch.channels_last)
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1)
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1).to(dtype)
 
 
 def _labels_to_host(labels: torch.Tensor, label_set: LabelSet) -> np.ndarray:
-    """(..., H, W) int64 class ids -> uint8 (or uint16) numpy, narrowed on the device first."""
+    """(..., H, W) integer class ids -> uint8 (or uint16) numpy, narrowed on the device first."""
     if label_set.label_dtype == np.uint8:
         return labels.to(torch.uint8).cpu().numpy()
     return labels.to(torch.int32).cpu().numpy().astype(np.uint16)

@@ -61,3 +61,11 @@ def test_only_border_pixels_are_interpolated(monkeypatch) -> None:
 def test_same_size_is_a_plain_argmax() -> None:
     logits = _network_like(2, 3, 16, 16, seed=3)
     assert torch.equal(upsampled_argmax(logits, (16, 16)), logits.argmax(1))
+
+
+@pytest.mark.parametrize("size", [(48, 64), (20, 20)])
+def test_narrow_labels_are_the_same_labels(size) -> None:
+    logits = _network_like(2, 12, 20, 20, seed=5)
+    wide = upsampled_argmax(logits, size)
+    narrow = upsampled_argmax(logits, size, torch.uint8)
+    assert narrow.dtype == torch.uint8 and torch.equal(narrow.long(), wide)
