@@ -118,6 +118,18 @@ def test_new_fills_defaults(factory: RosbagsFactory) -> None:
     assert factory.new("vision_msgs/msg/Detection2DArray").detections == []
 
 
+def test_new_defaults_are_fresh_objects(factory: RosbagsFactory) -> None:
+    """Defaults come from per-type makers worked out once: each message still gets its own nested
+    messages, arrays and lists, never ones shared with another message."""
+    a, b = factory.new("vision_msgs/msg/Detection2D"), factory.new("vision_msgs/msg/Detection2D")
+    a.bbox.center.position.x = 5.0
+    a.results.append(factory.new("vision_msgs/msg/ObjectHypothesisWithPose"))
+    assert b.bbox.center.position.x == 0.0 and b.results == []
+    first, second = factory.new("geometry_msgs/msg/PoseWithCovariance"), factory.new("geometry_msgs/msg/PoseWithCovariance")
+    first.covariance[0] = 1.0
+    assert second.covariance[0] == 0.0 and first.pose is not second.pose
+
+
 def test_new_accepts_short_type_names() -> None:
     f = RosbagsFactory("humble")
     assert type(f.new("std_msgs/Header")).__name__ == type(f.new("std_msgs/msg/Header")).__name__
