@@ -29,7 +29,7 @@ from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
 
 from .cuda_graphs import GraphedCallable
 from .labels import LabelClass, LabelSet
-from .masks import paint_instance_ids, paste_masks
+from .masks import bincount, lookup, paint_instance_ids, paste_masks
 from .panoptic import encode_panoptic, fuse_panoptic
 from .registry import LoadedModel, build_model, get_model_entry
 from .results import InstanceResult, PanopticResult, Segmentation, SemanticResult
@@ -568,11 +568,11 @@ class SegmentationEngine:
     ) -> InstanceResult:
         """Paint the id map; drop instances that no pixel shows so map ids == instance ids."""
         ids = paint_instance_ids(masks, boxes)
-        visible = torch.bincount(ids.reshape(-1).long(), minlength=masks.shape[0] + 1)[1:] > 0
+        visible = bincount(ids, masks.shape[0] + 1)[1:] > 0
         if not bool(visible.all()):
             lut = torch.zeros(masks.shape[0] + 1, dtype=torch.int32, device=ids.device)
             lut[1:] = torch.where(visible, torch.cumsum(visible, 0, dtype=torch.int32), 0)
-            ids = lut[ids.long()]
+            ids = lookup(lut, ids)
             boxes, scores, classes, masks = boxes[visible], scores[visible], classes[visible], masks[visible]
         return self._to_instance_result(boxes, scores, classes, masks, ids, self.instance_model.labels)  # type: ignore[union-attr]
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["paste_masks", "paint_instance_ids", "boxes_from_masks", "bincount"]
+__all__ = ["paste_masks", "paint_instance_ids", "boxes_from_masks", "bincount", "lookup"]
 
 _workspace = threading.local()
 
@@ -198,6 +198,12 @@ def bincount(values: torch.Tensor, minlength: int, weights: torch.Tensor | None 
     return torch.from_numpy(counts if weights is None else counts.astype(np.float32)).to(
         torch.int64 if weights is None else weights.dtype
     )
+
+
+def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 1-D table and an integer map of any shape, by ``index_select`` (torch's
+    advanced indexing is 2-3x slower on the CPU)."""
+    return table.index_select(0, index.reshape(-1).long()).view(index.shape)
 
 
 def boxes_from_masks(ids: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ _INSTANCE_COLORS = palette(256)[1:]  # distinct, deterministic; 0 stays black
 _INSTANCE_TABLE = np.concatenate([np.zeros((1, 3), np.uint8), np.resize(_INSTANCE_COLORS, (65535, 3))])
 
 
-def _lookup(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+def _color_lookup(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
     """(H, W) non-negative ids -> (H, W, 3) rows of ``table``; ids past its end are black."""
     if ids.dtype == np.uint8:  # OpenCV's LUT: a 256-entry table per channel
         lut = np.zeros((256, 1, 3), np.uint8)
@@ -32,12 +32,12 @@ def _lookup(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 def colorize_labels(labels: np.ndarray, label_set: LabelSet) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) uint8 class colours (unknown ids black)."""
-    return _lookup(labels, label_set.color_table)
+    return _color_lookup(labels, label_set.color_table)
 
 
 def colorize_instances(instance_ids: np.ndarray) -> np.ndarray:
     """(H, W) instance ids -> (H, W, 3) uint8, a distinct colour per id, black for 0."""
-    return _lookup(instance_ids, _INSTANCE_TABLE)
+    return _color_lookup(instance_ids, _INSTANCE_TABLE)
 
 
 def colorize_panoptic(panoptic: PanopticResult) -> np.ndarray:
@@ -53,7 +53,7 @@ def colorize_panoptic(panoptic: PanopticResult) -> np.ndarray:
             color = color + ((s.instance_id * 37) % 96 - 48)
         table[s.id] = np.clip(color, 0, 255)
     ids = panoptic.segment_ids
-    return _lookup(ids.astype(np.uint8) if len(table) <= 256 else ids, table)  # every id < len(table)
+    return _color_lookup(ids.astype(np.uint8) if len(table) <= 256 else ids, table)  # every id < len(table)
 
 
 def overlay(
