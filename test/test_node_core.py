@@ -623,3 +623,20 @@ def test_node_module_compiles_and_stays_a_thin_adapter() -> None:
         "on_deactivate",
         "on_cleanup",
     } <= functions
+
+
+def test_configure_freezes_live_objects_out_of_the_collector_and_cleanup_releases_them() -> None:
+    import gc
+    import weakref
+
+    gc.unfreeze()
+    core = SegmentationCore({**BASE_PARAMETERS, "task": "semantic"}, RosbagsFactory("humble"))
+    core.configure()
+    try:
+        assert gc.get_freeze_count() > 0  # the models and everything loaded so far
+        module = weakref.ref(core.engine.semantic_model.module)
+    finally:
+        core.cleanup()
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert module() is None  # the released model is not kept alive by the freeze
