@@ -108,8 +108,8 @@ def paste_masks(
     n, mh, mw = masks.shape
     if n == 0:
         return torch.zeros((0, height, width), dtype=torch.bool, device=masks.device)
-    boxes = boxes.to(torch.float32)
-    masks = masks.to(torch.float32)
+    boxes = boxes.detach().to(torch.float32)  # a thresholded mask has no gradient anyway
+    masks = masks.detach().to(torch.float32)
     if masks.device.type != "cpu":
         return _paste_whole(masks, boxes, height, width, threshold)
     return _paste_windows(masks, boxes, height, width, threshold)

@@ -114,10 +114,12 @@ def test_paste_non_square_masks_are_not_transposed() -> None:
     assert_matches_definition(pasted, reference_probabilities(masks, boxes, H, W), 0.5)
 
 
-def test_paste_accepts_channel_dim_and_empty_input() -> None:
+def test_paste_accepts_channel_dim_empty_input_and_tensors_with_grad() -> None:
     masks = smooth_masks(4, seed=5)
     boxes = random_boxes(4, H, W, max_side=50, seed=5)
     assert torch.equal(paste_masks(masks[:, None], boxes, H, W), paste_masks(masks, boxes, H, W))
+    grads = paste_masks(masks.clone().requires_grad_(), boxes.clone().requires_grad_(), H, W)  # no autograd
+    assert torch.equal(grads, paste_masks(masks, boxes, H, W))
     empty = paste_masks(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), H, W)
     assert empty.shape == (0, H, W) and empty.dtype == torch.bool
 
