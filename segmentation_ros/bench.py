@@ -441,31 +441,37 @@ def _ours(name: str, core: Any, messages: list[Any], visual: bool = True) -> _Va
 
 
 def _forward(name: str, core: Any, frames: list[np.ndarray]) -> tuple[_Variant, dict[str, list[int]]]:
-    """The engine's networks on a prepared device input (see the module docstring)."""
+    """The engine's networks on a prepared device input (see the module docstring), in the same
+    passes as the engine (on the CPU, several frames may be split over passes)."""
     engine = core.engine
     shapes: dict[str, list[int]] = {}
-    with torch.inference_mode():
-        batch = engine._upload(frames, "rgb")
-        semantic_x = images = None
-        if engine.semantic_model is not None:
-            semantic_x = engine._semantic_input(batch)
-            shapes["semantic"] = list(semantic_x.shape[-2:])
-        if engine.instance_model is not None:
-            images = engine._instance_input(batch)
-            shapes["instance"] = list(images.image_sizes[0])
-            shapes["instance_padded"] = list(images.tensors.shape[-2:])
-
     height, width = frames[0].shape[:2]
+    step_size = engine._frames_per_pass(height, width)
+    passes: list[tuple[Any, Any]] = []  # (semantic input, instance ImageList) per pass
+    with torch.inference_mode():
+        for k in range(0, len(frames), step_size):
+            batch = engine._upload(frames[k : k + step_size], "rgb")
+            semantic_x = images = None
+            if engine.semantic_model is not None:
+                semantic_x = engine._semantic_input(batch)
+                shapes["semantic"] = list(semantic_x.shape[-2:])
+            if engine.instance_model is not None:
+                images = engine._instance_input(batch)
+                shapes["instance"] = list(images.image_sizes[0])
+                shapes["instance_padded"] = list(images.tensors.shape[-2:])
+            passes.append((semantic_x, images))
 
     @torch.inference_mode()
     def step() -> int | None:
-        if semantic_x is not None:
-            logits = engine._semantic_forward(semantic_x)
-            if logits.shape[-2:] != (height, width):  # what torchvision's forward ends with
-                torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        if images is not None:
-            return sum(int(d["boxes"].shape[0]) for d in engine._detect(images))
-        return None
+        found = None
+        for semantic_x, images in passes:
+            if semantic_x is not None:
+                logits = engine._semantic_forward(semantic_x)
+                if logits.shape[-2:] != (height, width):  # what torchvision's forward ends with
+                    torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            if images is not None:
+                found = (found or 0) + sum(int(d["boxes"].shape[0]) for d in engine._detect(images))
+        return found
 
     models = [m.module for m in (engine.semantic_model, engine.instance_model) if m is not None]
     return _Variant(name, step, len(frames), models), shapes

@@ -244,3 +244,40 @@ def test_instance_label_set_without_things_is_refused(tmp_path) -> None:
             instance_labels=str(flagless),
             device="cpu",
         )
+
+
+# ---- CPU batch size --------------------------------------------------------------------------------
+def test_cpu_passes_hold_at_most_cpu_batch_pixels(engine, instance_engine) -> None:
+    """fcn_resnet50 runs at camera resolution, this Mask R-CNN at camera resolution too."""
+    from segmentation_ros.engine import CPU_BATCH_PIXELS
+
+    assert CPU_BATCH_PIXELS == 4 * 320 * 240
+    for e in (engine, instance_engine):
+        assert e._frames_per_pass(480, 640) == 1
+        assert e._frames_per_pass(240, 320) == 4
+        assert e._frames_per_pass(120, 160) == 16
+    small_input = dataclasses.replace(engine.config, semantic_input_size=120)
+    assert engine._semantic_size(480, 640) == (480, 640)
+    engine.config = small_input
+    try:
+        assert engine._semantic_size(480, 640) == (120, 160)  # resized first: 16 per pass
+        assert engine._frames_per_pass(480, 640) == 16
+    finally:
+        engine.config = dataclasses.replace(small_input, semantic_input_size=-1)
+
+
+def test_frames_split_over_passes_give_the_batched_results(engine, frame, monkeypatch) -> None:
+    from segmentation_ros import engine as engine_module
+
+    frames = [np.roll(frame, 7 * k, axis=1) for k in range(5)]
+    together = engine(frames)
+    passes = []
+    run_batch = engine._run_batch
+    monkeypatch.setattr(engine_module, "CPU_BATCH_PIXELS", 2 * H * W)  # two frames a pass
+    monkeypatch.setattr(engine, "_run_batch", lambda fs, order: passes.append(len(fs)) or run_batch(fs, order))
+    split = engine(frames)
+    assert passes == [2, 2, 1]
+    for a, b in zip(split, together, strict=True):  # other batch sizes: other kernels, float rounding
+        same = a.semantic.labels == b.semantic.labels
+        assert same.mean() >= 0.999
+        assert np.abs(a.semantic.confidence.astype(int) - b.semantic.confidence.astype(int))[same].max() <= 1
