@@ -1,4 +1,5 @@
-"""Batched instance-mask operations on the device: pasting into the image and painting id maps.
+"""Instance masks and id maps: pasting masks into the image, painting id maps, and the boxes,
+histograms and lookups of id maps, on any device.
 
 torchvision's ``paste_masks_in_image`` loops over boxes in Python (a host sync and a zero-filled
 full-image float allocation per box). Here bilinear resampling is done as what it is, separable:
@@ -146,7 +147,8 @@ def _paste_windows(
     # touched (torch.zeros writes all N*H*W bytes).
     out = np.zeros((n, height, width), dtype=np.bool_)
     # One BLAS thread: these products are small, and OpenBLAS's spinning threads fight torch's
-    # OpenMP threads for the same cores (2x slower on 2 cores).
+    # OpenMP threads for the same cores (2x slower on 2 cores). The limit is process-wide while
+    # the loop runs (numpy's BLAS has no per-thread setting).
     with _blas_threads().limit(limits=1, user_api="blas"):
         for k, (x0, y0, x1, y1) in enumerate(regions.tolist()):
             if x1 > x0 and y1 > y0:
