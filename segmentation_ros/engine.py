@@ -601,7 +601,7 @@ class SegmentationEngine:
         self, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, masks: torch.Tensor
     ) -> InstanceResult:
         """Paint the id map; drop instances that no pixel shows so map ids == instance ids."""
-        ids = paint_instance_ids(masks, boxes)
+        ids = paint_instance_ids(masks)
         visible = bincount(ids, masks.shape[0] + 1)[1:] > 0
         if not bool(visible.all()):
             lut = torch.zeros(masks.shape[0] + 1, dtype=torch.int32, device=ids.device)

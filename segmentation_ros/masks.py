@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["paste_masks", "paint_instance_ids", "boxes_from_masks", "bincount", "lookup"]
+__all__ = ["paste_masks", "paint_instance_ids", "mask_extents", "boxes_from_masks", "bincount", "lookup"]
 
 _workspace = threading.local()
 
@@ -159,13 +159,30 @@ def _paste_windows(
     return torch.from_numpy(out)
 
 
-def paint_instance_ids(masks: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+def mask_extents(masks: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """The rows and columns each mask covers, ``(top, bottom, left, right)`` (bottom and right
+    exclusive): two reductions over the masks' bytes, no loop. An empty mask gets the whole image
+    (0, H, 0, W) (its slice is all False).
+
+    Args:
+        masks: (N, H, W) bool (any other dtype: non-zero = in the mask).
+    """
+    n, height, width = masks.shape
+    as_bytes = (masks if masks.dtype == torch.bool else masks.ne(0)).view(torch.uint8)
+    rows, cols = as_bytes.amax(2), as_bytes.amax(1)  # (N, H), (N, W): which rows/columns a mask has
+    top, left = rows.argmax(1), cols.argmax(1)  # first covered row/column
+    bottom, right = height - rows.flip(1).argmax(1), width - cols.flip(1).argmax(1)
+    return [tuple(r) for r in torch.stack([top, bottom, left, right], 1).tolist()]
+
+
+def paint_instance_ids(masks: torch.Tensor) -> torch.Tensor:
     """Instance-id map from masks sorted by descending score: overlaps go to the higher score.
+
+    On the CPU each mask is painted over its own rows and columns only (lowest score first, so
+    higher scores overwrite); on a device, in one pass over the whole image (:func:`_paint_whole`).
 
     Args:
         masks: (N, H, W) bool, row k is the instance with id k + 1.
-        boxes: optional (N, 4) boxes the masks came from; on the CPU only their regions are
-            painted (lowest score first, so higher scores overwrite), which is much cheaper.
 
     Returns:
         (H, W) int32 ids, 0 where no mask covers the pixel.
@@ -173,16 +190,23 @@ def paint_instance_ids(masks: torch.Tensor, boxes: torch.Tensor | None = None) -
     n, height, width = masks.shape
     if n == 0:
         return torch.zeros((height, width), dtype=torch.int32, device=masks.device)
-    if masks.device.type == "cpu" and boxes is not None:
-        ids = torch.zeros((height, width), dtype=torch.int32)
-        regions = _box_regions(boxes.to(torch.float32), (1, 1), height, width).tolist()
-        for k in range(n - 1, -1, -1):
-            x0, y0, x1, y1 = regions[k]
-            ids[y0:y1, x0:x1].masked_fill_(masks[k, y0:y1, x0:x1], k + 1)
-        return ids
-    as_bytes = masks.view(torch.uint8) if masks.dtype == torch.bool else masks.to(torch.uint8)
-    first = as_bytes.argmax(0).to(torch.int32)  # index of the first (highest-score) covering mask
-    return torch.where(masks.any(0), first + 1, torch.zeros_like(first))
+    if masks.device.type != "cpu":
+        return _paint_whole(masks)
+    masks = masks if masks.dtype == torch.bool else masks.ne(0)
+    masks_np = masks.numpy()
+    ids = np.zeros((height, width), np.int32)
+    extents = mask_extents(masks)
+    for k in range(n - 1, -1, -1):
+        top, bottom, left, right = extents[k]
+        ids[top:bottom, left:right][masks_np[k, top:bottom, left:right]] = k + 1
+    return torch.from_numpy(ids)
+
+
+def _paint_whole(masks: torch.Tensor) -> torch.Tensor:
+    """Device painting: the first (highest-score) covering mask of every pixel, by one argmax."""
+    as_bytes = masks.view(torch.uint8) if masks.dtype == torch.bool else masks.ne(0).view(torch.uint8)
+    first = as_bytes.argmax(0).to(torch.int32)
+    return torch.where(as_bytes.amax(0) > 0, first + 1, torch.zeros_like(first))
 
 
 def bincount(values: torch.Tensor, minlength: int, weights: torch.Tensor | None = None) -> torch.Tensor:

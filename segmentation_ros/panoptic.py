@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .masks import bincount, boxes_from_masks, lookup
+from .masks import bincount, boxes_from_masks, lookup, mask_extents
 
 __all__ = [
     "Segment",
@@ -190,11 +190,7 @@ def _claim_in_regions(
     ``masks`` are in input order; ``order`` sorts them and ``scores`` are sorted."""
     n, height, width = masks.shape
     masks = masks if masks.dtype == torch.bool else masks.ne(0)
-    as_bytes = masks.view(torch.uint8)
-    rows, cols = as_bytes.amax(2), as_bytes.amax(1)  # (N, H), (N, W): which rows/columns a mask has
-    y0, x0 = rows.argmax(1), cols.argmax(1)  # first covered row/column (0 for an empty mask)
-    y1, x1 = height - rows.flip(1).argmax(1), width - cols.flip(1).argmax(1)
-    regions = torch.stack([y0, y1, x0, x1], 1).tolist()
+    regions = mask_extents(masks)
     masks_np = masks.numpy()
     claimed = np.zeros((height, width), np.int32)
     keep = np.zeros(n, np.bool_)

@@ -223,23 +223,37 @@ def test_paint_random_masks_matches_reference() -> None:
     np.testing.assert_array_equal(paint_instance_ids(masks).numpy(), _reference_ids(masks.numpy()))
 
 
-def test_paint_with_boxes_equals_full_paint() -> None:
-    """The CPU shortcut that paints only each box's region gives the same map as the full paint."""
+def test_cpu_region_paint_equals_the_device_paint() -> None:
+    """The CPU paints each mask over its own rows and columns; the device path (one argmax over the
+    whole image, run here on the CPU) gives the same map, pasted masks with empty ones included."""
+    from segmentation_ros.masks import _paint_whole
+
     boxes = random_boxes(40, H, W, max_side=60, seed=7)
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, W)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, H)
     masks = paste_masks(smooth_masks(40, seed=7), boxes, H, W, 0.3)
+    masks[5] = False  # an empty mask
     assert int(masks.sum()) > 0
-    torch.testing.assert_close(paint_instance_ids(masks, boxes), paint_instance_ids(masks))
-    np.testing.assert_array_equal(paint_instance_ids(masks, boxes).numpy(), _reference_ids(masks.numpy()))
+    np.testing.assert_array_equal(paint_instance_ids(masks).numpy(), _reference_ids(masks.numpy()))
+    assert torch.equal(_paint_whole(masks), paint_instance_ids(masks))
+
+
+def test_mask_extents_are_the_tight_rows_and_columns() -> None:
+    from segmentation_ros.masks import mask_extents
+
+    masks = torch.zeros(3, 6, 8, dtype=torch.bool)
+    masks[0, 2, 3] = True
+    masks[1, 1:5, 0:8] = True  # third mask empty
+    masks[1, 3, 7] = False
+    assert mask_extents(masks) == [(2, 3, 3, 4), (1, 5, 0, 8), (0, 6, 0, 8)]
+    assert mask_extents(masks.float()) == mask_extents(masks)
 
 
 def test_paint_empty_input() -> None:
-    for boxes in (None, torch.zeros(0, 4)):
-        ids = paint_instance_ids(torch.zeros(0, 5, 7, dtype=torch.bool), boxes)
-        assert ids.shape == (5, 7) and ids.dtype == torch.int32 and int(ids.abs().sum()) == 0
+    ids = paint_instance_ids(torch.zeros(0, 5, 7, dtype=torch.bool))
+    assert ids.shape == (5, 7) and ids.dtype == torch.int32 and int(ids.abs().sum()) == 0
     ids = paint_instance_ids(torch.zeros(2, 5, 7, dtype=torch.bool))
-    assert int(ids.abs().sum()) == 0
+    assert ids.shape == (5, 7) and ids.dtype == torch.int32 and int(ids.abs().sum()) == 0
 
 
 # ---- boxes_from_masks ---------------------------------------------------------------------------
