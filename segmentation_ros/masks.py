@@ -36,7 +36,8 @@ def _scratch(numel: int) -> torch.Tensor:
     """
     buffer = getattr(_workspace, "buffer", None)
     if buffer is None or buffer.numel() < numel:
-        buffer = _workspace.buffer = torch.empty(numel)
+        with torch.inference_mode(False):  # a normal tensor: writable inside and outside inference mode
+            buffer = _workspace.buffer = torch.empty(numel)
     return buffer[:numel]
 
 

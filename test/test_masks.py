@@ -124,6 +124,30 @@ def test_paste_accepts_channel_dim_empty_input_and_tensors_with_grad() -> None:
     assert empty.shape == (0, H, W) and empty.dtype == torch.bool
 
 
+def test_paste_inside_and_outside_inference_mode_in_one_thread() -> None:
+    """The reused weight buffer must serve calls under torch.inference_mode (the engine) and
+    outside it (a user) in any order, on a thread that has not pasted before."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    boxes = random_boxes(6, H, W, max_side=50, seed=4)
+    masks = smooth_masks(6, seed=4)
+    reference = reference_probabilities(masks, boxes, H, W)
+
+    def calls(first_inference: bool) -> list[torch.Tensor]:
+        out = []
+        for inference in (first_inference, not first_inference, first_inference):
+            with torch.inference_mode(inference):
+                out.append(paste_masks(masks, boxes, H, W))
+        return out
+
+    with ThreadPoolExecutor(1) as pool:  # fresh threads: fresh per-thread buffers
+        runs = pool.submit(calls, True).result()
+    with ThreadPoolExecutor(1) as pool:
+        runs += pool.submit(calls, False).result()
+    for pasted in runs:
+        assert_matches_definition(pasted, reference, 0.5)
+
+
 def test_device_paste_runs_here_and_equals_the_cpu_paste() -> None:
     """The CUDA path (whole-image batched matmuls) is plain torch: run on the CPU it must give the
     definition's masks and exactly the CPU path's."""
