@@ -293,10 +293,8 @@ class SegmentationEngine:
                     f"instance model {cfg.instance_model!r} needs its object classes marked"
                 )
             transform = self.instance_model.module.transform
-            self._inst_mean = torch.tensor(transform.image_mean, device=self.device).view(1, 3, 1, 1)
-            self._inst_std = torch.tensor(transform.image_std, device=self.device).view(1, 3, 1, 1)
-        self._sem_mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._sem_std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+            self._inst_mean, self._inst_std = self._pixel_scale(transform.image_mean, transform.image_std)
+        self._sem_mean, self._sem_std = self._pixel_scale(IMAGENET_MEAN, IMAGENET_STD)
         self._upload = _Uploader(self.device)
         self._semantic_forward = self._accelerate(self._semantic_network)
         self._instance_trunk = self._accelerate(self._instance_network)
@@ -419,6 +417,10 @@ class SegmentationEngine:
         else:
             yield
 
+    def _pixel_scale(self, mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalisation constants for 0..255 pixel values, (1, 3, 1, 1) on the device."""
+        return tuple(torch.tensor(v, device=self.device).view(1, 3, 1, 1) * 255.0 for v in (mean, std))  # type: ignore[return-value]
+
     def _normalize(
         self,
         batch: torch.Tensor,
@@ -427,7 +429,8 @@ class SegmentationEngine:
         resize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         shrinks: bool = False,
     ) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> float ``(x / 255 - mean) / std``, resized by ``resize`` if given.
+        """uint8 (B, 3, H, W) -> float ``(x / 255 - mean) / std``, resized by ``resize`` if given
+        (``mean`` and ``std`` from :meth:`_pixel_scale`, in 0..255 units).
 
         Normalising is affine per channel, so it commutes with bilinear resizing: it runs after a
         resize that ``shrinks`` the image and before one that enlarges it, on the fewer pixels.
@@ -435,7 +438,7 @@ class SegmentationEngine:
         x = batch.to(torch.float32)
         if resize is not None and shrinks:
             x = resize(x)
-        x = x.sub_(mean * 255.0).div_(std * 255.0)
+        x = x.sub_(mean).div_(std)
         if resize is not None and not shrinks:
             x = resize(x)
         if self.device.type == "cuda" and self.config.channels_last:

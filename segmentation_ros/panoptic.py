@@ -127,12 +127,11 @@ def fuse_panoptic(
     stuff_classes = torch.nonzero(stuff_keep).flatten()  # semantic ids of the kept stuff
     num_segments = int(kept.numel() + stuff_classes.numel())
     boxes, areas = boxes_from_masks(segment_ids, num_segments)
-    flat_segments = segment_ids.reshape(-1).long()
     if semantic_confidence is not None:
-        conf = semantic_confidence.reshape(-1).float()
+        conf = semantic_confidence.float()
         if semantic_confidence.dtype == torch.uint8:
             conf = conf / 255.0
-        conf_sum = bincount(flat_segments, num_segments + 1, weights=conf)[1:]
+        conf_sum = bincount(segment_ids, num_segments + 1, weights=conf)[1:]
         stuff_scores = conf_sum[kept.numel() :] / areas[kept.numel() :].clamp(min=1)
     else:
         stuff_scores = torch.ones(stuff_classes.numel(), device=device)
@@ -228,7 +227,7 @@ def encode_panoptic(segment_ids: torch.Tensor, segments: list[Segment], label_di
         lut[s.id] = s.class_id * label_divisor + s.instance_id
     if int(lut.max()) > np.iinfo(np.int32).max:
         raise ValueError(f"class ids times label_divisor {label_divisor} overflow int32")
-    return lut.to(segment_ids.device, torch.int32)[segment_ids.long()]
+    return lookup(lut.to(segment_ids.device, torch.int32), segment_ids)
 
 
 def decode_panoptic(panoptic: np.ndarray, label_divisor: int) -> tuple[np.ndarray, np.ndarray]:
