@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from segmentation_ros.messages import MessageFactory, make_header
+from segmentation_ros.imageio import to_8bit
+from segmentation_ros.messages import MessageFactory, as_uint8_array, make_header
 
 __all__ = [
     "COLOR_ENCODINGS",
@@ -127,16 +128,6 @@ def encoding_info(encoding: str) -> tuple[np.dtype, int]:
     )
 
 
-def _data_as_uint8(data: Any) -> np.ndarray:
-    """View a message's ``data`` field as a flat (N,) uint8 array (no copy for buffer-like data)."""
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    try:
-        return np.frombuffer(data, dtype=np.uint8)
-    except TypeError:  # a plain list of ints
-        return np.asarray(data, dtype=np.uint8).reshape(-1)
-
-
 def image_to_numpy(msg: Any) -> np.ndarray:
     """Return the pixels of a ``sensor_msgs/Image`` as an array, like cv_bridge's passthrough.
 
@@ -166,7 +157,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
             f"image step {step} is smaller than width * bytes_per_pixel = {width} * {pixel_bytes} = "
             f"{width * pixel_bytes} for encoding {encoding!r}"
         )
-    buffer = _data_as_uint8(msg.data)
+    buffer = as_uint8_array(msg.data)
     if buffer.size != height * step:
         raise ConversionError(
             f"image data holds {buffer.size} bytes; expected height * step = {height} * {step} = "
@@ -258,11 +249,6 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Any, factory: Messa
     )
 
 
-def _to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """Scale uint16 [0, 65535] to uint8 [0, 255] with rounding, as cv_bridge does (factor 255/65535)."""
-    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
-
-
 def image_to_color(msg: Any) -> ColorImage:
     """Return a ``sensor_msgs/Image`` as 8-bit colour or grayscale pixels for a segmentation model.
 
@@ -283,7 +269,7 @@ def image_to_color(msg: Any) -> ColorImage:
         )
     pixels = image_to_numpy(msg)
     if pixels.dtype == np.uint16:
-        pixels = _to_8bit(pixels)
+        pixels = to_8bit(pixels)
     if encoding.startswith("bayer_"):
         return ColorImage(cv2.cvtColor(pixels, _BAYER_TO_RGB[encoding[6:10]]), "rgb")
     if encoding in _YUV422_TO_RGB:
@@ -357,7 +343,7 @@ def compressed_to_numpy(msg: Any) -> np.ndarray:
         ConversionError: empty or undecodable payload, or an unsupported compressedDepth codec (rvl).
     """
     fmt = str(msg.format)
-    payload = _data_as_uint8(msg.data)
+    payload = as_uint8_array(msg.data)
     if "compresseddepth" not in fmt.lower():
         return _decode(payload, fmt)
     codec = fmt.lower().split("compresseddepth", 1)[1].strip() or "png"
@@ -395,7 +381,7 @@ def compressed_to_color(msg: Any) -> ColorImage:
         raise ConversionError(f"compressed image of format {msg.format!r} is a depth image; it has no colour")
     pixels = compressed_to_numpy(msg)
     if pixels.dtype == np.uint16:
-        pixels = _to_8bit(pixels)
+        pixels = to_8bit(pixels)
     if pixels.ndim == 2:
         return ColorImage(pixels, "gray")
     return ColorImage(pixels[:, :, :3], "bgr")

@@ -14,7 +14,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["read_image", "write_png", "write_json", "atomic_write_bytes"]
+__all__ = ["read_image", "to_8bit", "write_png", "write_json", "atomic_write_bytes"]
+
+
+def to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """Scale uint16 [0, 65535] to uint8 [0, 255] with rounding, as cv_bridge does (factor 255/65535).
+    Files and ROS images of 16 bits go through this one function, so they segment alike."""
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -31,7 +37,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"cannot read image {path}: missing, empty or not an image file")
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = to_8bit(image)
     elif image.dtype != np.uint8:
         raise ValueError(f"image {path} has unsupported pixel type {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 4:

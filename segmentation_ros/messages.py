@@ -37,6 +37,7 @@ __all__ = [
     "MessageFactory",
     "RclpyFactory",
     "RosbagsFactory",
+    "as_uint8_array",
     "deserialize",
     "make_header",
     "make_time",
@@ -145,13 +146,18 @@ def normalize_type_name(type_name: str) -> str:
     raise ValueError(f"message type name {type_name!r} is not of the form 'pkg/msg/Name'")
 
 
-def _uint8_ndarray(data: Any) -> np.ndarray:
-    """View ``data`` as a flat (N,) uint8 ndarray, without copying where the input allows it."""
+def as_uint8_array(data: Any) -> np.ndarray:
+    """View ``data`` as a flat (N,) uint8 ndarray, without copying where the input allows it.
+
+    ndarrays (any dtype: their bytes) and buffer-like objects (bytes, memoryview, array.array, a
+    rosbags or rclpy ``uint8[]`` field) are viewed; a plain sequence of ints is converted.
+    """
     if isinstance(data, np.ndarray):
         return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    if isinstance(data, (bytes, bytearray, memoryview, array.array)):
+    try:
         return np.frombuffer(data, dtype=np.uint8)
-    return np.asarray(data, dtype=np.uint8).reshape(-1)
+    except TypeError:  # a list or tuple of ints
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -310,7 +316,7 @@ class RosbagsFactory:
 
     def uint8_array(self, data: Any) -> np.ndarray:
         """Return ``data``'s bytes as a flat (N,) uint8 ndarray; a view when ``data`` is contiguous."""
-        return _uint8_ndarray(data)
+        return as_uint8_array(data)
 
     def serialize(self, msg: Any, type_name: str | None = None) -> bytes:
         """Serialize ``msg`` to CDR bytes (little endian, with the 4-byte encapsulation header)."""
@@ -358,7 +364,7 @@ class RclpyFactory:
     def uint8_array(self, data: Any) -> array.array:
         """Return ``data``'s bytes as ``array.array('B')``, the type rclpy stores ``uint8[]`` in (one copy)."""
         out = array.array("B")
-        out.frombytes(_uint8_ndarray(data).data)
+        out.frombytes(as_uint8_array(data).data)
         return out
 
     def serialize(self, msg: Any, type_name: str | None = None) -> bytes:

@@ -473,3 +473,19 @@ def test_numpy_to_compressed_rejects_bad_input(humble: RosbagsFactory) -> None:
         numpy_to_compressed(np.zeros((4, 4), np.float32), "png", None, humble)
     with pytest.raises(ConversionError, match="cannot compress encoding 'uyvy'"):
         numpy_to_compressed(np.zeros((4, 4, 2), np.uint8), "png", None, humble, encoding="uyvy")
+
+
+def test_16_bit_files_and_messages_scale_alike(humble: RosbagsFactory, tmp_path) -> None:
+    """A 16-bit PNG read by the CLI and the same pixels in an rgb16 message give the same 8-bit
+    input (cv_bridge's rounding, not truncation)."""
+    from segmentation_ros.imageio import read_image
+
+    pixels = np.random.default_rng(3).integers(0, 65536, (9, 11, 3), dtype=np.uint16)
+    pixels[0, 0] = [200, 65535, 0]  # 200 rounds to 1; truncation (>> 8) gave 0
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+    from_file = read_image(path)
+    from_message = image_to_color(numpy_to_image(pixels, "rgb16", None, humble)).pixels
+    assert from_file.dtype == np.uint8
+    np.testing.assert_array_equal(from_file, from_message)
+    np.testing.assert_array_equal(from_file, np.round(pixels / 257.0).astype(np.uint8))
