@@ -318,10 +318,14 @@ class RosbagsFactory:
         """Return ``data``'s bytes as a flat (N,) uint8 ndarray; a view when ``data`` is contiguous."""
         return as_uint8_array(data)
 
-    def serialize(self, msg: Any, type_name: str | None = None) -> bytes:
-        """Serialize ``msg`` to CDR bytes (little endian, with the 4-byte encapsulation header)."""
+    def serialize(self, msg: Any, type_name: str | None = None) -> memoryview:
+        """Serialize ``msg`` to CDR (little endian, with the 4-byte encapsulation header).
+
+        Returns rosbags' own buffer, new for every call (no copy into ``bytes``: a camera-sized
+        image message is megabytes, and the bag writer takes the view).
+        """
         name = normalize_type_name(type_name or msg.__msgtype__)
-        return bytes(self.typestore.serialize_cdr(msg, name))
+        return self.typestore.serialize_cdr(msg, name)
 
     def deserialize(self, data: bytes | memoryview | np.ndarray, type_name: str) -> Any:
         """Deserialize CDR bytes into a rosbags message of ``type_name``."""
@@ -415,8 +419,9 @@ def make_header(factory: MessageFactory, stamp: Any = None, frame_id: str = "") 
     return factory.new("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
 
 
-def serialize(msg: Any, type_name: str, factory: MessageFactory) -> bytes:
-    """Serialize ``msg`` to CDR bytes with ``factory`` (a :class:`RosbagsFactory` or :class:`RclpyFactory`)."""
+def serialize(msg: Any, type_name: str, factory: MessageFactory) -> bytes | memoryview:
+    """Serialize ``msg`` to CDR with ``factory`` (a :class:`RosbagsFactory`: a memoryview, or an
+    :class:`RclpyFactory`: bytes)."""
     method = getattr(factory, "serialize", None)
     if method is None:
         raise TypeError(f"{factory!r} cannot serialize; use a RosbagsFactory or RclpyFactory")
