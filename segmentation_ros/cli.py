@@ -15,13 +15,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .engine import TASKS, EngineConfig
+from .engine import PRECISIONS, TASKS, EngineConfig
 
 __all__ = ["main", "add_model_arguments", "engine_config_from_args", "build_parser"]
 
 log = logging.getLogger("segmentation_ros")
 
-DEFAULT_MODELS = {"semantic": "deeplabv3_resnet50", "instance": "maskrcnn_resnet50_fpn"}
+_DEFAULTS = EngineConfig()  # the one source of the defaults below
+DEFAULT_MODELS = {"semantic": _DEFAULTS.semantic_model, "instance": _DEFAULTS.instance_model}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = "semantic") -> None:
@@ -44,18 +45,19 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = 
         help="DEFAULT, a torchvision weights name, a file, or none; one for all models or one per --model",
     )
     g.add_argument("--labels", action="append", default=[], metavar="SET", help="label set override, per --model")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    g.add_argument("--score-threshold", type=float, default=0.5)
-    g.add_argument("--mask-threshold", type=float, default=0.5)
-    g.add_argument("--overlap-threshold", type=float, default=0.5)
-    g.add_argument("--stuff-area-threshold", type=int, default=4096)
-    g.add_argument("--max-detections", type=int, default=100)
-    g.add_argument("--label-divisor", type=int, default=1000)
+    d = _DEFAULTS
+    g.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--precision", default=d.precision, choices=list(PRECISIONS))
+    g.add_argument("--score-threshold", type=float, default=d.score_threshold)
+    g.add_argument("--mask-threshold", type=float, default=d.mask_threshold)
+    g.add_argument("--overlap-threshold", type=float, default=d.overlap_threshold)
+    g.add_argument("--stuff-area-threshold", type=int, default=d.stuff_area_threshold)
+    g.add_argument("--max-detections", type=int, default=d.max_detections)
+    g.add_argument("--label-divisor", type=int, default=d.label_divisor)
     g.add_argument(
         "--instance-min-size",
         type=int,
-        default=-1,
+        default=d.instance_min_size,
         help="Mask R-CNN input short side; 0 = native, -1 = the model's own (torchvision: 800) (default)",
     )
     g.add_argument("--offline", action="store_true", help="never download weights")

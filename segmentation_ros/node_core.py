@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .conversions import ConversionError, compressed_to_color, image_to_color, numpy_to_image
-from .engine import EngineConfig, SegmentationEngine
+from .engine import PRECISIONS, TASKS, EngineConfig, SegmentationEngine
 from .labels import LabelSet
 from .messages import MessageFactory, make_header, time_to_ns
 from .results import Segmentation
@@ -83,7 +83,7 @@ class ParameterSpec:
 
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("task", "semantic", "semantic, instance or panoptic", choices=("semantic", "instance", "panoptic")),
+    ParameterSpec("task", "semantic", "semantic, instance or panoptic", choices=TASKS),
     ParameterSpec("semantic_model", "deeplabv3_resnet50", "semantic model (segmentation-ros models)"),
     ParameterSpec("instance_model", "maskrcnn_resnet50_fpn", "instance model (segmentation-ros models)"),
     ParameterSpec("semantic_weights", "DEFAULT", "DEFAULT, a torchvision weights name, a file path, or none"),
@@ -91,7 +91,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("semantic_labels", "", "label set for weights without class names ('' = from the weights)"),
     ParameterSpec("instance_labels", "", "label set for weights without class names ('' = from the weights)"),
     ParameterSpec("device", "auto", "auto (CUDA when available), cpu, cuda or cuda:N"),
-    ParameterSpec("precision", "fp32", "fp32, or fp16/bf16 autocast on CUDA", choices=("fp32", "fp16", "bf16")),
+    ParameterSpec("precision", "fp32", "fp32, or fp16/bf16 autocast on CUDA", choices=tuple(PRECISIONS)),
     ParameterSpec("score_threshold", 0.5, "minimum instance score", read_only=False, range=(0.0, 1.0)),
     ParameterSpec("mask_threshold", 0.5, "mask probability counted as inside", read_only=False, range=(0.0, 1.0)),
     ParameterSpec(

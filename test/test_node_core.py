@@ -640,3 +640,21 @@ def test_configure_freezes_live_objects_out_of_the_collector_and_cleanup_release
     assert gc.get_freeze_count() == 0
     gc.collect()
     assert module() is None  # the released model is not kept alive by the freeze
+
+
+def test_parameter_defaults_are_the_engine_and_cli_defaults() -> None:
+    """The node's parameters, the CLI's options and EngineConfig state each default once; they must
+    agree (labels and classes differ only in how 'unset' is spelled)."""
+    from segmentation_ros.cli import build_parser
+    from segmentation_ros.engine import EngineConfig
+
+    engine = EngineConfig()
+    spelled = {"semantic_labels": "", "instance_labels": "", "classes": [0]}
+    for spec in PARAMETERS:
+        if spec.name in EngineConfig.__dataclass_fields__:
+            expected = spelled.get(spec.name, getattr(engine, spec.name))
+            assert spec.default == expected, spec.name
+    args = build_parser().parse_args(["segment", "--out", "out", "in.png"])
+    cli_options = "device precision score_threshold mask_threshold overlap_threshold stuff_area_threshold"
+    for name in (*cli_options.split(), "max_detections", "label_divisor", "instance_min_size"):
+        assert getattr(args, name) == getattr(engine, name), name
