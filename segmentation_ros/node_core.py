@@ -387,8 +387,8 @@ class SegmentationCore:
         with self._lock:
             results = self.engine([d[0] for d in decoded], [d[1] for d in decoded])
             outputs: list[Output] = []
+            wanted = (lambda t: True) if subscribed is None else subscribed
             for frame, (pixels, order), result in zip(good, decoded, results, strict=True):
-                wanted = (lambda t: True) if subscribed is None else subscribed
                 outputs.extend(self._frame_outputs(frame, pixels, order, result, wanted))
         now = self.clock_ns()
         for frame in good:
@@ -408,11 +408,15 @@ class SegmentationCore:
         def image(topic: str, array: np.ndarray, encoding: str) -> None:
             out.append(Output(topic_name(cam, topic), IMAGE, numpy_to_image(array, encoding, header, f)))
 
+        camera_info = None
+        if frame.camera_info is not None:
+            # The image's header, so that image_transport's CameraSubscriber (exact stamps) pairs them;
+            # one copy serves every group's camera_info topic.
+            camera_info = copy.copy(frame.camera_info)
+            camera_info.header = header
+
         def info(group: str) -> None:
-            if frame.camera_info is not None:
-                # The image's header, so that image_transport's CameraSubscriber (exact stamps) pairs them.
-                camera_info = copy.copy(frame.camera_info)
-                camera_info.header = header
+            if camera_info is not None:
                 out.append(Output(topic_name(cam, f"{group}/camera_info"), "sensor_msgs/msg/CameraInfo", camera_info))
 
         colors = None  # the colour image the overlay blends, where a colour topic already made it
