@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from .messages import SUPPORTED_DISTROS
+from .node_core import CAMERA_INFO, IMAGE, LATCHED_DEPTH, OUTPUT_DEPTH, OUTPUTS
 
 if TYPE_CHECKING:
     from rosbags.highlevel import AnyReader
@@ -69,7 +70,6 @@ __all__ = [
 ]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 STORAGES = ("mcap", "sqlite3")
 # rosbag2 metadata version written per distro: Kilted's rosbag2 writes 9 (QoS as a list), older ones 8.
 _BAG_VERSIONS = {"humble": 8, "jazzy": 8, "kilted": 9}
@@ -102,21 +102,20 @@ class Camera:
 def camera_namespace(image_topic: str) -> str:
     """The camera namespace of an image topic: ``/front/image_raw`` -> ``/front``,
     ``/cam/image/compressed`` -> ``/cam``, ``/image`` -> ``/``."""
-    topic = "/" + image_topic.strip("/")
-    if topic.endswith("/compressed"):
-        topic = topic[: -len("/compressed")]
-    return topic.rsplit("/", 1)[0] or "/"
+    return _without_compressed("/" + image_topic.strip("/")).rsplit("/", 1)[0] or "/"
+
+
+def _without_compressed(topic: str) -> str:
+    """``/cam/image/compressed`` -> ``/cam/image``; other topics unchanged."""
+    return topic[: -len("/compressed")] if topic.endswith("/compressed") else topic
 
 
 def _derived_image_topic(topic: str) -> bool:
     """Image topics that are no camera: depth payloads and the node's own outputs (an earlier run's)."""
-    from .node_core import OUTPUTS
-
     if topic.endswith("/compressedDepth"):
         return True
-    if topic.endswith("/compressed"):
-        topic = topic[: -len("/compressed")]
-    return any(topic.endswith("/" + o.topic) for o in OUTPUTS if o.type == "sensor_msgs/msg/Image")
+    topic = _without_compressed(topic)
+    return any(topic.endswith("/" + o.topic) for o in OUTPUTS if o.type == IMAGE)
 
 
 def find_cameras(topics: Mapping[str, str], image_topics: Sequence[str] | None = None) -> list[Camera]:
@@ -335,7 +334,7 @@ class _Processor:
         max_batch: int,
         progress: bool,
     ):
-        from .node_core import OUTPUTS, topic_name
+        from .node_core import topic_name
 
         self.reader, self.writer, self.core, self.factory = reader, writer, core, factory
         self.summary, self.max_batch, self.progress = summary, max_batch, progress
@@ -385,7 +384,7 @@ class _Processor:
         conn = self.outputs.get(topic)
         if conn is None:
             latched = any(topic.endswith("/" + t) for t in self.latched)
-            qos = [bag_qos(1 if latched else 10, latched)]
+            qos = [bag_qos(LATCHED_DEPTH if latched else OUTPUT_DEPTH, latched)]
             conn = self.writer.add_connection(
                 topic, msgtype, typestore=self.factory.typestore, offered_qos_profiles=qos
             )

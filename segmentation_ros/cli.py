@@ -120,6 +120,9 @@ def _segment(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
+    categories = [
+        {"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in engine.labels.classes
+    ]
     for path in tqdm(args.images, desc="segment", unit="image", disable=len(args.images) < 2 or args.quiet):
         path = Path(path)
         try:
@@ -141,9 +144,7 @@ def _segment(args: argparse.Namespace) -> int:
             write_png(f"{stem}.panoptic.png", id_to_rgb(result.panoptic.segment_ids))
             record["segments_info"] = result.panoptic.segments_info()
             record["label_divisor"] = result.panoptic.label_divisor
-        record["categories"] = [
-            {"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in engine.labels.classes
-        ]
+        record["categories"] = categories
         write_png(f"{stem}.overlay.png", overlay(image, result))
         write_json(f"{stem}.json", record)
     if failed:

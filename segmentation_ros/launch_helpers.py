@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-PACKAGE = "segmentation_ros"
-TASKS = ("semantic", "instance", "panoptic")
+from .paths import PACKAGE
+
+TASKS = ("semantic", "instance", "panoptic")  # engine.TASKS, restated: launch files must not import torch
 # Image topics shown by config/segmentation.rviz (absolute there, remapped into the namespace).
 RVIZ_TOPICS = ("overlay", "semantic/color", "panoptic/color", "instances/ids")
 # Sections of a parameters file that reach segmentation_node (rclpy matches '/**' and exact names).

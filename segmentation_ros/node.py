@@ -28,17 +28,26 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from rosidl_runtime_py.utilities import get_message
 
 from .messages import RclpyFactory
-from .node_core import PARAMETERS, Frame, ParameterSpec, SegmentationCore, topic_name, validate_parameters
+from .node_core import (
+    CAMERA_INFO,
+    LATCHED_DEPTH,
+    OUTPUT_DEPTH,
+    PARAMETERS,
+    Frame,
+    ParameterSpec,
+    SegmentationCore,
+    topic_name,
+    validate_parameters,
+)
 from .weights import WeightsError
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+OUTPUT_QOS = QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    depth=LATCHED_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 # Only the newest frame matters (the core drops stale ones anyway); best effort matches any publisher.
 INPUT_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 NAMES = frozenset(spec.name for spec in PARAMETERS)
 TAKE_TIMEOUT_S = 0.1  # how often the inference thread looks at its stop flag

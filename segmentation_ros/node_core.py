@@ -155,6 +155,10 @@ class OutputSpec:
 
 SEM, INST, PAN = ("semantic",), ("instance",), ("panoptic",)
 IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+#: Queue depths the outputs are offered with (the live node) and recorded with (the bag processor).
+OUTPUT_DEPTH = 5
+LATCHED_DEPTH = 1  # label_info: transient local, the newest one
 OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec("semantic/labels", IMAGE, "mono8 / mono16", SEM + PAN, "class id per pixel"),
     OutputSpec("semantic/confidence", IMAGE, "mono8", SEM + PAN, "winning class probability x 255"),
@@ -168,9 +172,9 @@ OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec(
         "semantic/label_info", "vision_msgs/msg/LabelInfo", "-", PAN, "semantic/labels' classes", latched=True
     ),
-    OutputSpec("semantic/camera_info", "sensor_msgs/msg/CameraInfo", "-", SEM + PAN, "input camera_info, passed on"),
-    OutputSpec("instances/camera_info", "sensor_msgs/msg/CameraInfo", "-", INST + PAN, "input camera_info, passed on"),
-    OutputSpec("panoptic/camera_info", "sensor_msgs/msg/CameraInfo", "-", PAN, "input camera_info, passed on"),
+    OutputSpec("semantic/camera_info", CAMERA_INFO, "-", SEM + PAN, "input camera_info, passed on"),
+    OutputSpec("instances/camera_info", CAMERA_INFO, "-", INST + PAN, "input camera_info, passed on"),
+    OutputSpec("panoptic/camera_info", CAMERA_INFO, "-", PAN, "input camera_info, passed on"),
 )
 
 
@@ -417,7 +421,7 @@ class SegmentationCore:
 
         def info(group: str) -> None:
             if camera_info is not None:
-                out.append(Output(topic_name(cam, f"{group}/camera_info"), "sensor_msgs/msg/CameraInfo", camera_info))
+                out.append(Output(topic_name(cam, f"{group}/camera_info"), CAMERA_INFO, camera_info))
 
         colors = None  # the colour image the overlay blends, where a colour topic already made it
         if result.semantic is not None:

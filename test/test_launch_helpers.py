@@ -213,3 +213,10 @@ def test_rviz_remappings_into_a_namespace() -> None:
 @pytest.mark.parametrize("namespace", ["", "/"])
 def test_rviz_remappings_without_namespace(namespace: str) -> None:
     assert rviz_remappings(namespace) == []
+
+
+def test_tasks_are_the_engines() -> None:
+    from segmentation_ros import launch_helpers
+    from segmentation_ros.engine import TASKS as ENGINE_TASKS
+
+    assert launch_helpers.TASKS == ENGINE_TASKS
