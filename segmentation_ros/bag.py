@@ -203,7 +203,10 @@ def load_engine(core_parameters: Mapping[str, Any], *, offline: bool | None = No
 
 
 def _attach_engine(core: SegmentationCore, engine: SegmentationEngine) -> None:
-    """Give ``core`` a loaded engine, after checking it runs the models the parameters ask for."""
+    """Give ``core`` a loaded engine, after checking it runs the models the parameters ask for.
+
+    The engine's runtime parameters (thresholds, class filter) are set to this run's and stay so.
+    """
     from .engine import RUNTIME_PARAMETERS, EngineConfig
 
     want, have = core.engine_config(), engine.config
