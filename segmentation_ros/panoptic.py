@@ -135,11 +135,13 @@ def fuse_panoptic(
         stuff_scores = conf_sum[kept.numel() :] / areas[kept.numel() :].clamp(min=1)
     else:
         stuff_scores = torch.ones(stuff_classes.numel(), device=device)
-    host = [
-        t.cpu().numpy()
-        for t in (classes[keep], scores[keep], stuff_map[stuff_classes], stuff_scores, boxes, areas)
-    ]
-    thing_classes, thing_scores, stuff_cls, stuff_sc, boxes_np, areas_np = host
+    parts = (classes[keep], scores[keep], stuff_map[stuff_classes], stuff_scores, boxes.reshape(-1), areas)
+    # float64 holds every id, score and pixel count exactly: one copy to the host, then split.
+    host = torch.cat([t.to(torch.float64) for t in parts]).cpu().numpy()
+    thing_classes, thing_scores, stuff_cls, stuff_sc, boxes_np, areas_np = np.split(
+        host, np.cumsum([t.numel() for t in parts])[:-1]
+    )
+    boxes_np = boxes_np.reshape(-1, 4)
 
     segments = []
     for s in range(num_segments):
