@@ -354,7 +354,7 @@ def _measure(
 # ---- the three paths --------------------------------------------------------------------------------
 def _camera_frames(width: int, height: int, count: int, seed: int) -> list[np.ndarray]:
     """Deterministic camera frames: rendered synthetic scenes (objects on ground and sky), so that a
-    trained model (``--weights default`` with the demo models) sees class borders as on a robot."""
+    trained model (the ``demo`` preset) sees class borders and objects as on a robot."""
     from .synthetic import generate_scene
 
     return [generate_scene(seed, width, height, split="test", index=i).image for i in range(count)]
