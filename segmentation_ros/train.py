@@ -478,6 +478,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         num_workers=cfg.workers,
         collate_fn=_as_is,
         prefetch_factor=2 if cfg.workers else None,
+        # Its own generator: making the iterator draws a base seed, which from torch's global RNG
+        # would consume the state a resumed run just restored (Mask R-CNN samples from it).
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     log_file = (out / LOG_NAME).open("a")
     run_meta = {
