@@ -338,13 +338,28 @@ def _lr_lambda(warmup: int, total: int):
     return factor
 
 
-def _rng_state() -> dict[str, torch.Tensor]:
-    # The data are drawn per sample index; only torch's stream (Mask R-CNN's sampling) carries over.
-    return {"torch": torch.get_rng_state()}
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    # The data are drawn per sample index; only torch's streams (Mask R-CNN's sampling) carry over:
+    # the CPU one, and on CUDA each GPU's (where the sampling ops then run).
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if device.type == "cuda" and cuda is not None:
+        if len(cuda) != torch.cuda.device_count():
+            log.warning(
+                "--resume: the checkpoint has the RNG state of %d GPUs, this machine has %d; "
+                "the run continues, but not bit-identically",
+                len(cuda),
+                torch.cuda.device_count(),
+            )
+        for index, gpu_state in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(gpu_state, index)
 
 
 def export_weights(
@@ -376,6 +391,7 @@ def _save_training_state(
     cfg: TrainConfig,
     entry: ModelEntry,
     labels: LabelSet,
+    device: torch.device,
     **meta: Any,
 ) -> Path:
     from .weights import save_checkpoint
@@ -389,7 +405,7 @@ def _save_training_state(
         config=asdict(cfg),
         optimizer=optimizer.state_dict(),
         scheduler=scheduler.state_dict(),
-        rng=_rng_state(),
+        rng=_rng_state(device),
         **meta,
     )
 
@@ -466,7 +482,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer.load_state_dict(meta["optimizer"])
         scheduler.load_state_dict(meta["scheduler"])
         start = int(meta["step"])
-        _set_rng_state(meta["rng"])
+        _set_rng_state(meta["rng"], device)
         if start >= cfg.steps:
             log.info("%s is at step %d of %d: nothing to do", checkpoint, start, cfg.steps)
 
@@ -539,6 +555,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     cfg,
                     entry,
                     labels,
+                    device,
                     init=source,
                     elapsed_s=round(time.monotonic() - started, 2),
                 )

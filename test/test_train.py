@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -129,6 +130,33 @@ def test_resume_continues_where_the_run_stopped(
     c = torch.load(interrupted / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     for key, value in b["model"].items():
         assert torch.equal(c["model"][key], value), key
+
+
+def test_rng_state_round_trip_cpu_and_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    state = train_module._rng_state(cpu)
+    assert set(state) == {"torch"}  # no CUDA stream saved (nor CUDA initialised) on CPU runs
+    first = torch.rand(4)
+    train_module._set_rng_state(state, cpu)
+    assert torch.equal(torch.rand(4), first)
+
+    # On CUDA each GPU's stream is saved and restored too (faked here: this needs no GPU).
+    gpu_states = [torch.arange(8, dtype=torch.uint8), torch.arange(8, 16, dtype=torch.uint8)]
+    restored: list[tuple[int, torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in gpu_states])
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((device, s)))
+    cuda = torch.device("cuda")
+    buffer = io.BytesIO()
+    torch.save({"rng": train_module._rng_state(cuda)}, buffer)  # as the checkpoint stores it
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)["rng"]
+    assert [t.tolist() for t in state["cuda"]] == [t.tolist() for t in gpu_states]
+    train_module._set_rng_state(state, cuda)
+    assert [(i, t.tolist()) for i, t in restored] == [(i, t.tolist()) for i, t in enumerate(gpu_states)]
+    restored.clear()
+    train_module._set_rng_state(state, cpu)  # a CPU resume of a CUDA run leaves the GPUs alone
+    assert restored == []
 
 
 def test_instance_targets_boxes_cover_the_masks() -> None:
