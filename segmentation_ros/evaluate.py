@@ -41,7 +41,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -151,6 +151,20 @@ def _label_set_from_categories(name: str, categories: Sequence[dict], *, all_thi
     return LabelSet.from_dict({"name": name, "void_id": void, "classes": classes})
 
 
+class _SizedSamples(Iterator[EvalSample]):
+    """A lazy iterator over samples that knows how many it yields in all (``len``)."""
+
+    def __init__(self, samples: Iterator[EvalSample], count: int):
+        self._samples = samples
+        self._count = count
+
+    def __next__(self) -> EvalSample:
+        return next(self._samples)
+
+    def __len__(self) -> int:
+        return self._count
+
+
 def coco_samples(
     root: str | Path,
     *,
@@ -172,7 +186,7 @@ def coco_samples(
 
     Returns:
         the label set (the categories plus a void class) and the samples in file order (the
-        first ``num`` of them).
+        first ``num`` of them); ``len`` of the samples is their number.
     """
     from .imageio import read_image
     from .panoptic import rgb_to_id
@@ -246,7 +260,7 @@ def coco_samples(
                 sample.instances = by_image.get(image_id, [])
             yield sample
 
-    return label_set, samples()
+    return label_set, _SizedSamples(samples(), len(images))
 
 
 # ---- metric accumulators --------------------------------------------------------------------------
@@ -527,8 +541,9 @@ class _PanopticMetric:
 # ---- evaluation -----------------------------------------------------------------------------------
 def _samples_and_labels(
     data: Any, label_set: LabelSet | str | None, num: int | None
-) -> tuple[LabelSet, Iterator[EvalSample], str]:
-    """Normalise the accepted data forms to (label set, samples, description)."""
+) -> tuple[LabelSet, Iterator[EvalSample], str, int | None]:
+    """Normalise the accepted data forms to (label set, samples, description, number of samples
+    or None where the data does not say)."""
     from .labels import get_label_set
     from .synthetic import CocoDataset, Scene
 
@@ -536,7 +551,11 @@ def _samples_and_labels(
         data = data.root
     if isinstance(data, str | Path):
         coco_labels, samples = coco_samples(data, num=num)
-        return get_label_set(label_set) if label_set is not None else coco_labels, samples, str(data)
+        labels = get_label_set(label_set) if label_set is not None else coco_labels
+        return labels, samples, str(data), len(samples)
+    total = len(data) if isinstance(data, Sized) else None
+    if num is not None:
+        total = num if total is None else min(num, total)
     iterator = iter(data)
     if num is not None:
         iterator = islice(iterator, num)
@@ -547,11 +566,11 @@ def _samples_and_labels(
     if isinstance(first, Scene):
         labels = get_label_set(label_set if label_set is not None else "shapes")
         samples = (EvalSample.from_scene(s) for s in rest)
-        return labels, samples, "synthetic scenes"
+        return labels, samples, "synthetic scenes", total
     if isinstance(first, EvalSample):
         if label_set is None:
             raise ValueError("evaluating EvalSample objects needs label_set= (the class ids their maps use)")
-        return get_label_set(label_set), rest, "samples"  # type: ignore[return-value]
+        return get_label_set(label_set), rest, "samples", total  # type: ignore[return-value]
     raise ValueError(
         f"data must be synthetic Scenes, EvalSamples, a COCO dataset directory or a CocoDataset, "
         f"got {type(first).__name__}"
@@ -615,7 +634,7 @@ def evaluate(
     if mask_source not in MASK_SOURCES:
         raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
     start = time.perf_counter()
-    labels, samples, description = _samples_and_labels(data, label_set, num)
+    labels, samples, description, total = _samples_and_labels(data, label_set, num)
     semantic: _SemanticMetric | None = None
     instance: _InstanceMetric | None = None
     panoptic: _PanopticMetric | None = None
@@ -629,7 +648,6 @@ def evaluate(
             _check_label_space(predicted, labels, part)
             checked.add(part)
 
-    total = num if num is not None else (len(data) if isinstance(data, Sequence) else None)
     bar = tqdm(total=total, desc="eval", unit="image", disable=not progress)
     try:
         while batch := list(islice(samples, batch_size)):

@@ -154,6 +154,16 @@ def test_coco_directory_with_perfect_predictions(scenes, tmp_path):
     assert only_one["data"]["images"] == 1
 
 
+@pytest.mark.parametrize("num", [None, 1, 5])
+def test_progress_bar_counts_the_images_of_a_coco_directory(scenes, tmp_path, capsys, num):
+    dataset = to_coco(scenes, tmp_path / "coco")
+    report = evaluate(PerfectEngine(scenes), str(dataset.root), num=num, progress=True)
+    images = report["data"]["images"]
+    assert images == min(num or 2, 2)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f" {images}/{images} " in bar, bar  # not the length of the path string, nor --num
+
+
 # ---- hand-made cases ------------------------------------------------------------------------------
 def test_semantic_iou_by_hand():
     truth = np.full((4, 4), GROUND * DIV)
