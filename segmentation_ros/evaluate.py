@@ -584,8 +584,8 @@ def _engine_config(engine: Any) -> dict | None:
     out = dataclasses.asdict(config)
     for part in ("semantic", "instance"):
         loaded = getattr(engine, f"{part}_model", None)
-        if loaded is not None and getattr(loaded, "source", None) is not None:
-            out[f"{part}_weights_source"] = str(loaded.source)
+        if loaded is not None and getattr(loaded, "weights", None) is not None:
+            out[f"{part}_weights_source"] = str(loaded.weights)  # LoadedModel: where they came from
     return out
 
 

@@ -49,4 +49,7 @@ def test_demo_metrics(demo_dir):
     assert 0.0 <= report["semantic"]["miou"] <= 1.0
     assert 0.0 <= report["panoptic"]["all"]["pq"] <= 1.0
     assert report["config"]["parameters"]["semantic_model"] == "shapes_lraspp"
+    # the files the weights were read from (DEFAULT resolves to the shipped demo weights)
+    assert report["engine"]["semantic_weights_source"].endswith("shapes_lraspp.pt")
+    assert report["engine"]["instance_weights_source"].endswith("shapes_maskrcnn.pt")
     assert (demo_dir / "metrics.txt").read_text().strip()

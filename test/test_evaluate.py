@@ -320,6 +320,7 @@ def test_cli_eval_writes_json(tmp_path, capsys):
     assert 0.0 <= report["semantic"]["pixel_accuracy"] <= 1.0
     assert report["timing"]["wall_time_s"] > 0
     assert report["engine"]["semantic_model"] == "lraspp_mobilenet_v3_large"
+    assert report["engine"]["semantic_weights_source"] == "none (random init)"  # what load_weights said
     assert "instance" not in report and "panoptic" not in report
     printed = capsys.readouterr().out
     assert "mIoU" in printed and "ground" in printed
