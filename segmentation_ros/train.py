@@ -177,7 +177,7 @@ class _CocoSource:
             for a in data["annotations"]:
                 if not a.get("iscrowd", 0):
                     self.annotations.setdefault(a["image_id"], []).append(a)
-        self.void_id = labels.void_id if labels.void_id is not None else 0
+        self.void_id = labels.void_id if labels.void_id is not None else -100  # the loss's ignore index
 
     def __len__(self) -> int:
         return len(self.images)

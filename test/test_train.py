@@ -13,6 +13,9 @@ import torch
 from segmentation_ros import train as train_module
 from segmentation_ros.cli import build_parser
 from segmentation_ros.engine import SegmentationEngine
+from segmentation_ros.imageio import read_image
+from segmentation_ros.labels import LabelSet, get_label_set
+from segmentation_ros.panoptic import rgb_to_id
 from segmentation_ros.paths import models_dir
 from segmentation_ros.registry import build_model, get_model_entry
 from segmentation_ros.synthetic import generate_scene, write_dataset
@@ -157,6 +160,29 @@ def test_rng_state_round_trip_cpu_and_cuda(monkeypatch: pytest.MonkeyPatch) -> N
     restored.clear()
     train_module._set_rng_state(state, cpu)  # a CPU resume of a CUDA run leaves the GPUs alone
     assert restored == []
+
+
+def test_coco_semantic_without_void_id_ignores_unlabelled_pixels(tmp_path: Path) -> None:
+    write_dataset(tmp_path, 1, seed=3, width=32, height=24, split="train")
+    pan_json = tmp_path / "annotations" / "panoptic.json"
+    data = json.loads(pan_json.read_text())
+    dropped = data["annotations"][0]["segments_info"].pop(0)  # its pixels are now unlabelled
+    pan_json.write_text(json.dumps(data))
+    png = read_image(tmp_path / "annotations" / "panoptic" / data["annotations"][0]["file_name"])
+    segment_ids = rgb_to_id(png)
+    assert (segment_ids == dropped["id"]).any()
+    shapes = get_label_set("shapes")
+    expected = np.full(segment_ids.shape, -100)  # the ignore index of the loss, not class 0
+    for seg in data["annotations"][0]["segments_info"]:
+        expected[segment_ids == seg["id"]] = shapes.by_name(
+            next(c["name"] for c in data["categories"] if c["id"] == seg["category_id"])
+        ).id
+
+    no_void = LabelSet("shapes without void", shapes.classes, void_id=None)  # class 0 is a real class
+    semantic = train_module._CocoSource(tmp_path, "semantic", no_void)[0].semantic
+    np.testing.assert_array_equal(semantic, expected)
+    with_void = train_module._CocoSource(tmp_path, "semantic", shapes)[0].semantic
+    np.testing.assert_array_equal(with_void, np.where(expected == -100, shapes.void_id, expected))
 
 
 def test_instance_targets_boxes_cover_the_masks() -> None:
