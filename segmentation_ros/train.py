@@ -322,6 +322,11 @@ def _build(entry: ModelEntry, weights: str | None, labels: LabelSet) -> tuple[to
     fitting = {k.removeprefix("module."): v for k, v in state.items()}
     skipped = sorted(k for k, v in fitting.items() if k not in own or own[k].shape != v.shape)
     fitting = {k: v for k, v in fitting.items() if k not in skipped}
+    if not fitting:
+        raise ValueError(
+            f"--weights {source}: none of its {len(state)} tensors fit model {entry.name!r} (no parameter "
+            f"name with the same shape); is it a checkpoint of another architecture?"
+        )
     missing = module.load_state_dict(fitting, strict=False).missing_keys
     if skipped or missing:
         log.info("from %s: %d tensors left at random init (class heads or new layers)", source, len(missing))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,37 @@ def test_coco_semantic_without_void_id_ignores_unlabelled_pixels(tmp_path: Path)
     np.testing.assert_array_equal(semantic, expected)
     with_void = train_module._CocoSource(tmp_path, "semantic", shapes)[0].semantic
     np.testing.assert_array_equal(with_void, np.where(expected == -100, shapes.void_id, expected))
+
+
+def test_initial_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    entry = get_model_entry("shapes_lraspp")
+    labels = get_label_set("shapes")
+    other = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.zeros(4, 3), "fc.bias": torch.zeros(4)}, other)  # plain, no arch
+    with pytest.raises(ValueError, match=f"{re.escape(str(other))}.*none of its 2 tensors fit"):
+        train(
+            TrainConfig(
+                model="shapes_lraspp",
+                data="synthetic:48x32",
+                out=str(tmp_path / "run"),
+                weights=str(other),
+                steps=1,
+                batch_size=1,
+                progress=False,
+            )
+        )
+
+    # Weights that fit in part (another class count) are used where they fit, as before.
+    three = tmp_path / "three_classes.pt"
+    source_module = entry.builder(3)
+    torch.save(source_module.state_dict(), three)
+    module, source = train_module._build(entry, str(three), labels)
+    assert source == str(three)
+    own = module.state_dict()
+    loaded = [k for k, v in source_module.state_dict().items() if own[k].shape == v.shape]
+    assert loaded and len(loaded) < len(own)
+    for key in loaded:
+        assert torch.equal(own[key], source_module.state_dict()[key]), key
 
 
 def test_instance_targets_boxes_cover_the_masks() -> None:
