@@ -59,7 +59,11 @@ def run_demo(
     picture_frames: int = 4,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the whole demo into ``out_dir`` and return a summary (paths, bag summary, metrics)."""
+    """Run the whole demo into ``out_dir`` and return a summary (paths, bag summary, metrics).
+
+    Raises:
+        ValueError: ``frames``, ``eval_scenes`` or ``picture_frames`` below 1.
+    """
     from .bag import load_engine, process_bag
     from .evaluate import evaluate, format_report
     from .imageio import write_json, write_png
@@ -67,6 +71,9 @@ def run_demo(
     from .synthetic import generate_scenes, generate_sequence, write_sequence_bag
     from .visualize import colorize_instances, colorize_labels, side_by_side
 
+    for name, value in (("frames", frames), ("eval_scenes", eval_scenes), ("picture_frames", picture_frames)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -76,37 +83,39 @@ def run_demo(
         out / "camera", generate_sequence(frames, seed, width, height, split="val"), overwrite=True
     )
     engine = load_engine(params)
-    summary = process_bag(camera_bag, out / "segmented", params, engine=engine, overwrite=True, progress=progress)
+    try:
+        summary = process_bag(camera_bag, out / "segmented", params, engine=engine, overwrite=True, progress=progress)
 
-    # What the bag holds, as people look at it.
-    ns = "/camera"
-    topics = [f"{ns}/image_raw", f"{ns}/overlay", f"{ns}/semantic/labels", f"{ns}/instances/ids", f"{ns}/panoptic/color"]
-    images = _bag_images(out / "segmented", topics)
-    overlay_dir = out / "overlay"
-    shutil.rmtree(overlay_dir, ignore_errors=True)
-    for k, (_, overlay) in enumerate(sorted(images[f"{ns}/overlay"].items())):
-        write_png(overlay_dir / f"frame_{k:04d}.png", overlay)
-    stamps = sorted(images[f"{ns}/panoptic/color"])
-    chosen = [stamps[int(i)] for i in np.linspace(0, len(stamps) - 1, min(picture_frames, len(stamps)))]
-    labels = get_label_set("shapes")
-    rows = []
-    for stamp in chosen:
-        panels = [
-            images[f"{ns}/image_raw"][stamp],
-            colorize_labels(images[f"{ns}/semantic/labels"][stamp], labels),
-            colorize_instances(images[f"{ns}/instances/ids"][stamp]),
-            images[f"{ns}/panoptic/color"][stamp],
-        ]
-        rows.append(side_by_side(panels, ["input", "semantic", "instances", "panoptic"]))
-    picture = np.concatenate([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows])[:-4]
-    write_png(out / "demo.png", picture)
+        # What the bag holds, as people look at it.
+        ns = "/camera"
+        topics = [f"{ns}/image_raw", f"{ns}/overlay", f"{ns}/semantic/labels", f"{ns}/instances/ids", f"{ns}/panoptic/color"]
+        images = _bag_images(out / "segmented", topics)
+        overlay_dir = out / "overlay"
+        shutil.rmtree(overlay_dir, ignore_errors=True)
+        for k, (_, overlay) in enumerate(sorted(images[f"{ns}/overlay"].items())):
+            write_png(overlay_dir / f"frame_{k:04d}.png", overlay)
+        stamps = sorted(images[f"{ns}/panoptic/color"])
+        chosen = [stamps[int(i)] for i in np.linspace(0, len(stamps) - 1, min(picture_frames, len(stamps)))]
+        labels = get_label_set("shapes")
+        rows = []
+        for stamp in chosen:
+            panels = [
+                images[f"{ns}/image_raw"][stamp],
+                colorize_labels(images[f"{ns}/semantic/labels"][stamp], labels),
+                colorize_instances(images[f"{ns}/instances/ids"][stamp]),
+                images[f"{ns}/panoptic/color"][stamp],
+            ]
+            rows.append(side_by_side(panels, ["input", "semantic", "instances", "panoptic"]))
+        picture = np.concatenate([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows])[:-4]
+        write_png(out / "demo.png", picture)
 
-    # Metrics on held-out scenes the models never saw.
-    report = evaluate(engine, generate_scenes(eval_scenes, seed, width, height, split="test"), progress=progress)
-    report["config"] = {"parameters": params, "scenes": eval_scenes, "resolution": [width, height], "seed": seed}
-    write_json(out / "metrics.json", report)
-    (out / "metrics.txt").write_text(format_report(report) + "\n")
-    engine.close()
+        # Metrics on held-out scenes the models never saw.
+        report = evaluate(engine, generate_scenes(eval_scenes, seed, width, height, split="test"), progress=progress)
+        report["config"] = {"parameters": params, "scenes": eval_scenes, "resolution": [width, height], "seed": seed}
+        write_json(out / "metrics.json", report)
+        (out / "metrics.txt").write_text(format_report(report) + "\n")
+    finally:
+        engine.close()
     return {
         "camera_bag": str(camera_bag),
         "segmented_bag": str(out / "segmented"),

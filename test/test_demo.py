@@ -53,3 +53,33 @@ def test_demo_metrics(demo_dir):
     assert report["engine"]["semantic_weights_source"].endswith("shapes_lraspp.pt")
     assert report["engine"]["instance_weights_source"].endswith("shapes_maskrcnn.pt")
     assert (demo_dir / "metrics.txt").read_text().strip()
+
+
+@pytest.mark.parametrize("option", ["--frames", "--eval-scenes"])
+def test_demo_refuses_nothing_to_show_before_writing_anything(tmp_path, capsys, option):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), option, "0", "--device", "cpu", "--quiet"]) == 2
+    assert f"{option[2:].replace('-', '_')} must be >= 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_demo_closes_the_engine_when_a_step_fails(tmp_path, monkeypatch):
+    from segmentation_ros import bag
+    from segmentation_ros.demo import run_demo
+
+    class Engine:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    engine = Engine()
+
+    def failing_process_bag(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bag, "load_engine", lambda params: engine)
+    monkeypatch.setattr(bag, "process_bag", failing_process_bag)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_demo(tmp_path, frames=1, width=32, height=24, progress=False)
+    assert engine.closed
