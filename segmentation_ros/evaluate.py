@@ -89,7 +89,8 @@ class EvalSample:
             label_divisor``.
         instances: COCO annotations (``segmentation`` as RLE or polygons, ``category_id``,
             optional ``iscrowd``, ``area``, ``bbox``); None: one per thing segment of ``panoptic``.
-        image_id: COCO image id; 0: numbered in order by :func:`evaluate`.
+        image_id: COCO image id, or None; with ``name``, it names the sample in messages (the
+            metrics number the images in data order themselves, so ids need not be unique).
         name: names the sample in messages.
     """
 
@@ -98,11 +99,11 @@ class EvalSample:
     label_divisor: int = 1000
     semantic: np.ndarray | None = None
     instances: list[dict] | None = None
-    image_id: int = 0
+    image_id: int | None = None
     name: str = ""
 
     @classmethod
-    def from_scene(cls, scene: Any, image_id: int = 0) -> EvalSample:
+    def from_scene(cls, scene: Any, image_id: int | None = None) -> EvalSample:
         """A synthetic :class:`~segmentation_ros.synthetic.Scene`: its exact maps; instances are its
         visible instance-id map, as :func:`~segmentation_ros.synthetic.to_coco` exports them."""
         annotations = [
@@ -375,9 +376,11 @@ class _InstanceMetric:
         self.ground_truth: list[dict] = []
         self.detections: list[dict] = []
 
-    def update(self, image_id: int, height: int, width: int, gt: list[dict], result: InstanceResult) -> None:
+    def update(self, name: str, height: int, width: int, gt: list[dict], result: InstanceResult) -> None:
+        """Add one image (``name`` for messages); its COCO id is its number, unique by construction."""
         from pycocotools import mask as mask_utils
 
+        image_id = len(self.images) + 1
         self.images.append({"id": image_id, "height": height, "width": width})
         for ann in gt:
             ann = dict(ann, image_id=image_id, id=len(self.ground_truth) + 1)
@@ -396,7 +399,7 @@ class _InstanceMetric:
             masks = (result.instance_ids[:, :, None] == result.ids[None, None, :]).astype(np.uint8)
         if masks.shape[:2] != (height, width):
             raise ValueError(
-                f"image {image_id}: instance masks are {masks.shape[:2]}, the image is {(height, width)}"
+                f"image {name}: instance masks are {masks.shape[:2]}, the image is {(height, width)}"
             )
         rles = mask_utils.encode(np.asfortranarray(masks))
         for rle, class_id, score, (x1, y1, x2, y2) in zip(
@@ -658,11 +661,11 @@ def evaluate(
                 raise ValueError(f"the engine returned {len(results)} results for {len(batch)} frames")
             for sample, result in zip(batch, results, strict=True):
                 count += 1
-                image_id = sample.image_id or count
+                name = sample.name or (f"id {sample.image_id}" if sample.image_id is not None else f"#{count}")
                 height, width = sample.image.shape[:2]
                 if (result.height, result.width) != (height, width):
                     raise ValueError(
-                        f"image {sample.name or image_id}: result is {result.width}x{result.height}, image is {width}x{height}"
+                        f"image {name}: result is {result.width}x{result.height}, image is {width}x{height}"
                     )
                 key = f"{width}x{height}"
                 resolutions[key] = resolutions.get(key, 0) + 1
@@ -679,7 +682,7 @@ def evaluate(
                     if gt_instances is None:
                         gt_instances = _instances_from_panoptic(sample, labels)
                     instance = instance or _InstanceMetric(labels, mask_source)
-                    instance.update(image_id, height, width, gt_instances, result.instances)
+                    instance.update(name, height, width, gt_instances, result.instances)
                 if result.panoptic is not None and sample.panoptic is not None:
                     check("panoptic", result.panoptic.label_set)
                     panoptic = panoptic or _PanopticMetric(labels)

@@ -262,6 +262,22 @@ def test_unmatched_segment_mostly_predicted_void_is_still_a_false_negative():
     assert box["pq"] == pytest.approx(0.0)
 
 
+def test_images_stay_apart_whatever_their_ids():
+    """Image ids 0 and 1 (COCO ids may start at 0), or no ids: the metrics keep the images apart."""
+    with_box = np.full((8, 8), GROUND * DIV)
+    with_box[2:5, 2:5] = BOX * DIV + 1
+    ground = np.full((8, 8), GROUND * DIV)
+    for ids in [(0, 1), (1, 1), (None, 1), (None, None)]:
+        truth = [sample(with_box), sample(ground)]
+        for s, image_id in zip(truth, ids, strict=True):
+            s.image_id = image_id
+        # The box is missed in the first image; the detection in the second is a false positive.
+        report = evaluate(ReplayEngine([prediction(ground), prediction(with_box)]), truth, label_set=SHAPES)
+        assert report["instance"]["gt_instances"] == 1 and report["instance"]["predictions"] == 1
+        assert report["instance"]["segm"]["ap"] == 0.0, ids
+        assert report["instance"]["bbox"]["ap"] == 0.0, ids
+
+
 def test_model_with_other_classes_is_refused():
     truth = np.full((4, 4), GROUND * DIV)
     voc = get_label_set("voc")
