@@ -535,6 +535,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             loss.backward()
             if cfg.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+            lr = optimizer.param_groups[0]["lr"]  # this step's rate (scheduler.step sets the next one's)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -544,7 +545,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "loss": round(loss_value, 5),
                 **{k: round(float(v.detach()), 5) for k, v in losses.items()},
             }
-            record["lr"] = optimizer.param_groups[0]["lr"]
+            record["lr"] = lr
             record["time_s"] = round(time.monotonic() - started, 2)
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()

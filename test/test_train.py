@@ -136,6 +136,23 @@ def test_resume_continues_where_the_run_stopped(
         assert torch.equal(c["model"][key], value), key
 
 
+def test_log_records_the_learning_rate_each_step_used(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        model="shapes_lraspp",
+        data="synthetic:32x24",
+        out=str(tmp_path),
+        steps=3,
+        batch_size=1,
+        lr=1e-3,
+        warmup_steps=2,
+        progress=False,
+    )
+    train(cfg)
+    logged = [json.loads(line)["lr"] for line in (tmp_path / LOG_NAME).read_text().splitlines()]
+    # linear warm-up over 2 steps (1/2, 2/2), then cosine from the peak: step 3 is its start
+    assert logged == pytest.approx([5e-4, 1e-3, 1e-3])
+
+
 def test_rng_state_round_trip_cpu_and_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
     state = train_module._rng_state(cpu)
