@@ -158,11 +158,11 @@ class _CocoSource:
         self.images = sorted(data["images"], key=lambda im: im["id"])
         if not self.images:
             raise ValueError(f"{self.json_path}: no images")
-        by_name = {c.name: c.id for c in labels.classes}
         self.category_map: dict[int, int] = {}
         for cat in data.get("categories", []):
-            if cat["name"] in by_name:
-                self.category_map[int(cat["id"])] = by_name[cat["name"]]
+            named = labels.by_name(cat["name"])
+            if named is not None:
+                self.category_map[int(cat["id"])] = named.id
             elif int(cat["id"]) in labels:
                 self.category_map[int(cat["id"])] = int(cat["id"])
             else:
