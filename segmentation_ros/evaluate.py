@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from .labels import LabelSet
+from .panoptic import decode_panoptic
 from .results import InstanceResult, PanopticResult, Segmentation
 
 __all__ = [
@@ -489,15 +490,13 @@ class _PanopticMetric:
         self.metric = PanopticQuality(things=self.things, stuffs=self.stuff | {self.unpredicted})
 
     def update(self, predicted: PanopticResult, target: np.ndarray, target_divisor: int) -> None:
-        pred_class = predicted.panoptic.astype(np.int64) // predicted.label_divisor
-        pred_instance = predicted.panoptic.astype(np.int64) % predicted.label_divisor
+        pred_class, pred_instance = decode_panoptic(predicted.panoptic, predicted.label_divisor)
         unpredicted = ~np.isin(pred_class, list(self.things | self.stuff))  # void, or the void class
         pred_class[unpredicted] = self.unpredicted
         pred_instance[unpredicted] = 0
-        target = target.astype(np.int64)
         # Target classes outside things and stuff (void) are torchmetrics' void.
         preds = torch.from_numpy(np.stack([pred_class, pred_instance], axis=-1))[None]
-        gt = torch.from_numpy(np.stack([target // target_divisor, target % target_divisor], axis=-1))[None]
+        gt = torch.from_numpy(np.stack(decode_panoptic(target, target_divisor), axis=-1))[None]
         self.metric.update(preds, gt)
 
     def compute(self) -> dict:
@@ -671,7 +670,7 @@ def evaluate(
                 resolutions[key] = resolutions.get(key, 0) + 1
                 gt_semantic = sample.semantic
                 if gt_semantic is None and sample.panoptic is not None:
-                    gt_semantic = np.asarray(sample.panoptic) // sample.label_divisor
+                    gt_semantic = decode_panoptic(sample.panoptic, sample.label_divisor)[0]
                 if result.semantic is not None and gt_semantic is not None:
                     check("semantic", result.semantic.label_set)
                     semantic = semantic or _SemanticMetric(labels)
@@ -686,7 +685,7 @@ def evaluate(
                 if result.panoptic is not None and sample.panoptic is not None:
                     check("panoptic", result.panoptic.label_set)
                     panoptic = panoptic or _PanopticMetric(labels)
-                    panoptic.update(result.panoptic, np.asarray(sample.panoptic), sample.label_divisor)
+                    panoptic.update(result.panoptic, sample.panoptic, sample.label_divisor)
             bar.update(len(batch))
     finally:
         bar.close()
@@ -721,13 +720,15 @@ def _instances_from_panoptic(sample: EvalSample, labels: LabelSet) -> list[dict]
     """One COCO annotation per thing segment of the sample's panoptic map."""
     if sample.panoptic is None:
         return []
-    panoptic = np.asarray(sample.panoptic, dtype=np.int64)
-    out = []
-    for value in np.unique(panoptic).tolist():
-        class_id, instance_id = divmod(value, sample.label_divisor)
-        if instance_id and class_id in labels.thing_ids:
-            out.append(_annotation(panoptic == value, class_id))
-    return out
+    panoptic = np.asarray(sample.panoptic)
+    values = np.unique(panoptic)
+    class_ids, instance_ids = decode_panoptic(values, sample.label_divisor)
+    things = set(labels.thing_ids)
+    return [
+        _annotation(panoptic == value, class_id)
+        for value, class_id, instance_id in zip(values.tolist(), class_ids.tolist(), instance_ids.tolist(), strict=True)
+        if instance_id and class_id in things
+    ]
 
 
 # ---- report -------------------------------------------------------------------------------------
