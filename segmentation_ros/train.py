@@ -314,10 +314,9 @@ def _build(entry: ModelEntry, weights: str | None, labels: LabelSet) -> tuple[to
     from .weights import load_weights
 
     module = entry.builder(labels.num_classes)
-    if weights is None or str(weights).lower() in ("", "none", "random"):
-        return module, "random init"
     state, _, source, _ = load_weights(entry, weights)
-    assert state is not None
+    if state is None:  # weights "none" (or None, "random")
+        return module, source
     own = module.state_dict()
     fitting = {k.removeprefix("module."): v for k, v in state.items()}
     skipped = sorted(k for k, v in fitting.items() if k not in own or own[k].shape != v.shape)

@@ -221,6 +221,9 @@ def test_initial_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
             )
         )
 
+    for none in (None, "none", "random"):  # random init, as load_weights names it
+        assert train_module._build(entry, none, labels)[1] == "none (random init)"
+
     # Weights that fit in part (another class count) are used where they fit, as before.
     three = tmp_path / "three_classes.pt"
     source_module = entry.builder(3)
