@@ -59,6 +59,7 @@ __all__ = [
     "MASK_SOURCES",
     "evaluate",
     "coco_samples",
+    "to_rle",
     "format_report",
     "add_subcommand",
 ]
@@ -387,7 +388,7 @@ class _InstanceMetric:
             ann = dict(ann, image_id=image_id, id=len(self.ground_truth) + 1)
             ann.setdefault("iscrowd", 0)
             if "area" not in ann or "bbox" not in ann:
-                rle = _to_rle(ann["segmentation"], height, width)
+                rle = to_rle(ann["segmentation"], height, width)
                 ann.setdefault("area", float(mask_utils.area(rle)))
                 ann.setdefault("bbox", [float(v) for v in mask_utils.toBbox(rle)])
             self.ground_truth.append(ann)
@@ -466,7 +467,9 @@ class _InstanceMetric:
         return out
 
 
-def _to_rle(segmentation: Any, height: int, width: int) -> dict:
+def to_rle(segmentation: Any, height: int, width: int) -> dict:
+    """A COCO annotation's ``segmentation`` (polygons, uncompressed or compressed RLE) as
+    compressed RLE (``pycocotools.mask.decode`` turns it into an (H, W) mask)."""
     from pycocotools import mask as mask_utils
 
     if isinstance(segmentation, list):  # polygons

@@ -191,6 +191,7 @@ class _CocoSource:
     def __getitem__(self, i: int) -> Sample:
         from pycocotools import mask as mask_utils
 
+        from .evaluate import to_rle
         from .imageio import read_image
         from .panoptic import rgb_to_id
 
@@ -209,14 +210,7 @@ class _CocoSource:
             return Sample(image=image, semantic=semantic)
         masks, classes = [], []
         for a in self.annotations.get(info["id"], []):
-            seg = a["segmentation"]
-            if isinstance(seg, list):
-                rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
-            elif isinstance(seg.get("counts"), list):
-                rle = mask_utils.frPyObjects(seg, height, width)
-            else:
-                rle = seg
-            mask = mask_utils.decode(rle).astype(bool)
+            mask = mask_utils.decode(to_rle(a["segmentation"], height, width)).astype(bool)
             if mask.any():
                 masks.append(mask)
                 classes.append(self.category_map[int(a["category_id"])])

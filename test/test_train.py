@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 from pathlib import Path
@@ -201,6 +202,32 @@ def test_coco_semantic_without_void_id_ignores_unlabelled_pixels(tmp_path: Path)
     np.testing.assert_array_equal(semantic, expected)
     with_void = train_module._CocoSource(tmp_path, "semantic", shapes)[0].semantic
     np.testing.assert_array_equal(with_void, np.where(expected == -100, shapes.void_id, expected))
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools on numpy 2
+def test_coco_instances_read_every_segmentation_form(tmp_path: Path) -> None:
+    """Compressed RLE (as written), uncompressed RLE and polygons all become the same masks."""
+    write_dataset(tmp_path, 1, seed=3, width=32, height=24, split="train", num_objects=(2, 3))
+    labels = get_label_set("shapes")
+    original = train_module._CocoSource(tmp_path, "instance", labels)[0]
+    assert original.masks is not None and len(original.masks) >= 2
+    path = tmp_path / "annotations" / "instances.json"
+    data = json.loads(path.read_text())
+    anns = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
+    column_major = original.masks[0].flatten(order="F").tolist()
+    runs = [len(list(group)) for _, group in itertools.groupby(column_major)]
+    anns[0]["segmentation"] = {"size": [24, 32], "counts": ([0] if column_major[0] else []) + runs}
+    anns[1]["segmentation"] = [[2, 2, 10, 2, 10, 8, 2, 8]]  # the rectangle x 2..10, y 2..8
+    path.write_text(json.dumps(data))
+
+    read = train_module._CocoSource(tmp_path, "instance", labels)[0]
+    assert read.masks is not None and read.classes is not None
+    rectangle = np.zeros((24, 32), bool)
+    rectangle[2:8, 2:10] = True
+    np.testing.assert_array_equal(read.masks[0], original.masks[0])
+    np.testing.assert_array_equal(read.masks[1], rectangle)
+    np.testing.assert_array_equal(read.masks[2:], original.masks[2:])
+    np.testing.assert_array_equal(read.classes, original.classes)
 
 
 def test_initial_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
