@@ -38,7 +38,6 @@ import dataclasses
 import io
 import json
 import math
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
@@ -821,22 +820,19 @@ def format_report(report: dict) -> str:
 
 
 # ---- command line -------------------------------------------------------------------------------
-_SYNTHETIC = re.compile(r"^synthetic(?::(\d+)x(\d+))?$")
-
-
 def _eval_command(args: argparse.Namespace) -> int:
     from .cli import engine_config_from_args
     from .engine import SegmentationEngine
     from .imageio import write_json
-    from .synthetic import generate_scenes
+    from .synthetic import generate_scenes, parse_synthetic_spec
 
     config = engine_config_from_args(args)
     if args.num is not None and args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
-    match = _SYNTHETIC.match(args.data)
+    size = parse_synthetic_spec(args.data, DEFAULT_SYNTHETIC_SIZE)
     data_config: dict[str, Any] = {"data": args.data}
-    if match:
-        width, height = (int(match[1]), int(match[2])) if match[1] else DEFAULT_SYNTHETIC_SIZE
+    if size is not None:
+        width, height = size
         num = args.num if args.num is not None else DEFAULT_SYNTHETIC_NUM
         data: Any = generate_scenes(num, args.seed, width, height, split="test")
         data_config.update(split="test", seed=args.seed, num=num, resolution=f"{width}x{height}")

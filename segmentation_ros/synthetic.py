@@ -32,6 +32,7 @@ import colorsys
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -57,6 +58,7 @@ __all__ = [
     "generate_scene",
     "generate_scenes",
     "generate_sequence",
+    "parse_synthetic_spec",
     "render",
     "render_preview",
     "shapes_categories",
@@ -918,6 +920,35 @@ def _sample_intrinsics(rng: np.random.Generator, width: int, height: int) -> Cam
     hfov = rng.uniform(math.radians(50.0), math.radians(90.0))
     fx = (width / 2.0) / math.tan(hfov / 2.0)
     return CameraIntrinsics(width, height, fx, fx, (width - 1) / 2.0, (height - 1) / 2.0)
+
+
+MIN_SPEC_SIZE = 16
+"""Smallest width and height a ``synthetic:WxH`` data spec may ask for."""
+
+
+def parse_synthetic_spec(spec: str, default: tuple[int, int]) -> tuple[int, int] | None:
+    """The frame size a ``--data`` value asks for, if it names synthetic frames.
+
+    ``"synthetic"`` -> ``default``; ``"synthetic:WxH"`` (``x`` or ``X``) -> ``(W, H)``; anything
+    else (a dataset directory) -> None. One set of rules for every command that takes ``--data``.
+
+    Raises:
+        ValueError: ``synthetic:`` followed by anything but ``WIDTHxHEIGHT``, or a size below
+            :data:`MIN_SPEC_SIZE` pixels either way.
+    """
+    if spec == "synthetic":
+        return default
+    if not spec.startswith("synthetic:"):
+        return None
+    match = re.fullmatch(r"(\d+)[xX](\d+)", spec.removeprefix("synthetic:"))
+    if match is None:
+        raise ValueError(
+            f"--data {spec!r}: expected synthetic:WIDTHxHEIGHT, e.g. synthetic:{default[0]}x{default[1]}"
+        )
+    width, height = int(match[1]), int(match[2])
+    if width < MIN_SPEC_SIZE or height < MIN_SPEC_SIZE:
+        raise ValueError(f"--data {spec!r}: frames must be at least {MIN_SPEC_SIZE}x{MIN_SPEC_SIZE}")
+    return width, height
 
 
 def _check_size(width: int, height: int) -> None:

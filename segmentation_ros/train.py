@@ -38,9 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
+from .demo_models import TRAIN_SIZE as DEFAULT_SYNTHETIC_SIZE  # the demo models' training frames
 from .engine import IMAGENET_MEAN, IMAGENET_STD  # what the engine normalises semantic inputs with
 from .labels import LabelSet, get_label_set
 from .registry import ModelEntry, get_model_entry
+from .synthetic import parse_synthetic_spec
 
 __all__ = [
     "TrainConfig",
@@ -58,7 +60,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
-DEFAULT_SYNTHETIC_SIZE = (224, 168)  # the demo models' training frames
 
 
 @dataclass
@@ -98,20 +99,11 @@ class TrainConfig:
 
 # ---- data -----------------------------------------------------------------------------------------
 def parse_data_spec(spec: str) -> tuple[str, Any]:
-    """``"synthetic"`` / ``"synthetic:WxH"`` -> ("synthetic", (W, H)); a directory -> ("coco", Path)."""
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        size = spec.partition(":")[2]
-        if not size:
-            return "synthetic", DEFAULT_SYNTHETIC_SIZE
-        try:
-            width, height = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise ValueError(
-                f"--data {spec!r}: expected synthetic:WIDTHxHEIGHT, e.g. synthetic:224x168"
-            ) from None
-        if width < 16 or height < 16:
-            raise ValueError(f"--data {spec!r}: frames must be at least 16x16")
-        return "synthetic", (width, height)
+    """``"synthetic"`` / ``"synthetic:WxH"`` -> ("synthetic", (W, H)) (the rules of
+    :func:`~segmentation_ros.synthetic.parse_synthetic_spec`); a directory -> ("coco", Path)."""
+    size = parse_synthetic_spec(spec, DEFAULT_SYNTHETIC_SIZE)
+    if size is not None:
+        return "synthetic", size
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise ValueError(f"--data {spec!r}: expected 'synthetic[:WxH]' or a COCO dataset directory")

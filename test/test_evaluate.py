@@ -346,3 +346,14 @@ def test_cli_eval_bad_data_is_an_error(capsys):
     rc = main(["eval", "--weights", "none", "--device", "cpu", "--data", "no/such/dir"])
     assert rc == 2
     assert "--data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [("synthetic:8x8", "at least 16x16"), ("synthetic:big", "WIDTHxHEIGHT"), ("synthetic:", "WIDTHxHEIGHT")],
+)
+def test_cli_eval_synthetic_size_rules_are_trains(capsys, data, message):
+    """eval and train read --data with one parser (segmentation_ros.synthetic.parse_synthetic_spec)."""
+    rc = main(["eval", "--weights", "none", "--device", "cpu", "--data", data])
+    assert rc == 2
+    assert message in capsys.readouterr().err

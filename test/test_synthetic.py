@@ -16,6 +16,7 @@ from segmentation_ros.synthetic import (
     generate_scene,
     generate_scenes,
     generate_sequence,
+    parse_synthetic_spec,
     render_preview,
     shapes_categories,
     write_dataset,
@@ -65,6 +66,22 @@ def test_generator_argument_and_errors():
         generate_scene(-1, W, H)
     with pytest.raises(ValueError, match="size"):
         generate_scene(0, 2, H)
+
+
+def test_synthetic_data_spec():
+    default = (224, 168)
+    assert parse_synthetic_spec("synthetic", default) == default
+    assert parse_synthetic_spec("synthetic:160x120", default) == (160, 120)
+    assert parse_synthetic_spec("synthetic:160X120", default) == (160, 120)
+    assert parse_synthetic_spec("synthetic:16x16", default) == (16, 16)
+    for other in ("data/coco", "synthetic_set", "syntheticx", ""):
+        assert parse_synthetic_spec(other, default) is None, other  # a directory, not synthetic
+    for bad in ("synthetic:", "synthetic:big", "synthetic:160", "synthetic:-20x20", "synthetic: 32x32", "synthetic:3x2x1"):
+        with pytest.raises(ValueError, match="WIDTHxHEIGHT, e.g. synthetic:224x168"):
+            parse_synthetic_spec(bad, default)
+    for small in ("synthetic:15x16", "synthetic:16x15", "synthetic:0x0"):
+        with pytest.raises(ValueError, match="at least 16x16"):
+            parse_synthetic_spec(small, default)
 
 
 def test_shapes_and_dtypes(scenes):

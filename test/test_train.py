@@ -14,6 +14,7 @@ import torch
 
 from segmentation_ros import train as train_module
 from segmentation_ros.cli import build_parser
+from segmentation_ros.demo_models import TRAIN_SIZE
 from segmentation_ros.engine import SegmentationEngine
 from segmentation_ros.imageio import read_image
 from segmentation_ros.labels import LabelSet, get_label_set
@@ -280,8 +281,10 @@ def test_instance_targets_boxes_cover_the_masks() -> None:
 
 
 def test_data_spec_and_cli() -> None:
-    assert parse_data_spec("synthetic") == ("synthetic", (224, 168))
+    assert parse_data_spec("synthetic") == ("synthetic", TRAIN_SIZE) == ("synthetic", (224, 168))
     assert parse_data_spec("synthetic:160x120") == ("synthetic", (160, 120))
+    with pytest.raises(ValueError, match="at least 16x16"):
+        parse_data_spec("synthetic:8x8")
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
         parse_data_spec("synthetic:big")
     with pytest.raises(ValueError, match="COCO dataset directory"):
