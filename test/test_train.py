@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from segmentation_ros import train as train_module
-from segmentation_ros.cli import build_parser
+from segmentation_ros.cli import build_parser, main
 from segmentation_ros.demo_models import TRAIN_SIZE
 from segmentation_ros.engine import SegmentationEngine
 from segmentation_ros.imageio import read_image
@@ -293,6 +293,13 @@ def test_data_spec_and_cli() -> None:
         ["train", "--model", "shapes_lraspp", "--out", "x", "--steps", "5", "--resume"]
     )
     assert args.steps == 5 and args.resume and args.data == "synthetic"
+
+
+def test_cli_defaults_are_the_config_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[TrainConfig] = []
+    monkeypatch.setattr(train_module, "train", lambda cfg: seen.append(cfg) or {"steps": 0})
+    assert main(["train", "--model", "shapes_lraspp", "--out", str(tmp_path)]) == 0
+    assert seen == [TrainConfig(model="shapes_lraspp", data="synthetic", out=str(tmp_path))]
 
 
 # ---- the shipped demo weights ------------------------------------------------------------------
