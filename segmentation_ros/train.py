@@ -449,10 +449,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         labels = LabelSet.from_dict(resumed["labels"])
         module, source = entry.builder(labels.num_classes), f"resumed from {checkpoint}"
         module.load_state_dict(resumed["model"])
-    elif cfg.resume:
-        log.info("--resume: no %s yet, starting a new run", checkpoint)
-        module, source = _build(entry, cfg.weights, labels)
     else:
+        if cfg.resume:
+            log.info("--resume: no %s yet, starting a new run", checkpoint)
         module, source = _build(entry, cfg.weights, labels)
     module.to(device).train()
 
