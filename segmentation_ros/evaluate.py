@@ -662,7 +662,9 @@ def evaluate(
                 raise ValueError(f"the engine returned {len(results)} results for {len(batch)} frames")
             for sample, result in zip(batch, results, strict=True):
                 count += 1
-                name = sample.name or (f"id {sample.image_id}" if sample.image_id is not None else f"#{count}")
+                name = sample.name or (
+                    f"id {sample.image_id}" if sample.image_id is not None else f"#{count}"
+                )
                 height, width = sample.image.shape[:2]
                 if (result.height, result.width) != (height, width):
                     raise ValueError(
@@ -728,7 +730,9 @@ def _instances_from_panoptic(sample: EvalSample, labels: LabelSet) -> list[dict]
     things = set(labels.thing_ids)
     return [
         _annotation(panoptic == value, class_id)
-        for value, class_id, instance_id in zip(values.tolist(), class_ids.tolist(), instance_ids.tolist(), strict=True)
+        for value, class_id, instance_id in zip(
+            values.tolist(), class_ids.tolist(), instance_ids.tolist(), strict=True
+        )
         if instance_id and class_id in things
     ]
 

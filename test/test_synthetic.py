@@ -76,7 +76,14 @@ def test_synthetic_data_spec():
     assert parse_synthetic_spec("synthetic:16x16", default) == (16, 16)
     for other in ("data/coco", "synthetic_set", "syntheticx", ""):
         assert parse_synthetic_spec(other, default) is None, other  # a directory, not synthetic
-    for bad in ("synthetic:", "synthetic:big", "synthetic:160", "synthetic:-20x20", "synthetic: 32x32", "synthetic:3x2x1"):
+    for bad in (
+        "synthetic:",
+        "synthetic:big",
+        "synthetic:160",
+        "synthetic:-20x20",
+        "synthetic: 32x32",
+        "synthetic:3x2x1",
+    ):
         with pytest.raises(ValueError, match="WIDTHxHEIGHT, e.g. synthetic:224x168"):
             parse_synthetic_spec(bad, default)
     for small in ("synthetic:15x16", "synthetic:16x15", "synthetic:0x0"):
