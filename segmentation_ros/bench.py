@@ -43,7 +43,6 @@ import argparse
 import dataclasses
 import datetime
 import gc
-import json
 import logging
 import os
 import platform
@@ -53,7 +52,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -1140,6 +1138,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .imageio import atomic_write_bytes, write_json
+
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -1149,9 +1149,10 @@ def _run(args: argparse.Namespace) -> int:
     if sys.argv[1:2] == ["bench"]:  # run from the shell (not through main(argv))
         report["command"] = shlex.join(["segmentation-ros", *sys.argv[1:]])
     print(format_table(report))
+    # Atomic (temporary file, then rename): an interrupted run never leaves half a report.
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     if args.markdown:
-        Path(args.markdown).write_text(format_markdown(report) + "\n")
+        atomic_write_bytes(args.markdown, (format_markdown(report) + "\n").encode())
     failed = [t for t in report["targets"] if t["passed"] is False]
     return 1 if args.check and failed else 0

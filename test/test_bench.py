@@ -6,8 +6,10 @@ figures themselves are meaningless here, so no test compares a time with a thres
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,30 @@ def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert _positive(case["overhead_ratio"])
     assert report["paste"][0]["detections"] == 4
     assert "ours_fp32" in capsys.readouterr().out and md.read_text().startswith("| workload")
+
+
+def test_command_line_writes_reports_atomically(
+    report: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--json and --markdown go through imageio's atomic writers: the report of the run, and an
+    interrupted write leaves the previous file whole and no temporary file behind."""
+    monkeypatch.setattr(bench, "run_benchmark", lambda options, progress=None: copy.deepcopy(report))
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    argv = ["bench", "--device", "cpu", "--json", str(out), "--markdown", str(md)]
+    assert main(argv) == 0
+    assert json.loads(out.read_text()) == report
+    assert md.read_text() == bench.format_markdown(report) + "\n"
+
+    def interrupted(src: object, dst: object) -> None:
+        raise OSError("interrupted")
+
+    out.write_text("old json")
+    md.write_text("old markdown")
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(OSError, match="interrupted"):
+        main(argv)
+    assert out.read_text() == "old json" and md.read_text() == "old markdown"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
 
 
 def test_presets() -> None:
