@@ -109,6 +109,32 @@ def test_every_case_has_its_variants_and_ratios(report: dict[str, Any]) -> None:
                 assert v["detections_per_frame"] >= 0
 
 
+def test_ratios_follow_their_definitions(report: dict[str, Any]) -> None:
+    """Each ratio is the quotient of the two variants' median step times, rounded to 3 places."""
+    for case in report["cases"]:
+        step = {name: v["step_ms"] for name, v in case["variants"].items()}
+
+        def ratio(a: str, b: str, step: dict[str, float] = step) -> float:
+            return round(step[a] / step[b], 3)
+
+        ours = ["ours_fp32", "ours_fp32_no_visual"] + (
+            ["ours_fp32_native"] if "ours_fp32_native" in step else []
+        )
+        forward = {
+            name: "forward_fp32_native" if name.endswith("_native") else "forward_fp32" for name in ours
+        }
+        assert case["overhead_ratio"] == ratio("ours_fp32", "forward_fp32")
+        assert case["overhead_ratio_no_visual"] == ratio("ours_fp32_no_visual", "forward_fp32")
+        assert case["speedup_vs_naive"] == ratio("naive", "ours_fp32")
+        assert case["ratios"]["overhead"] == {name: ratio(name, forward[name]) for name in ours}
+        assert case["ratios"]["speedup_vs_naive"] == {name: ratio("naive", name) for name in ours}
+        if case["batch"] > 1:
+            assert case["multicam_speedup"] == ratio("ours_fp32_separate", "ours_fp32")
+            assert case["ratios"]["multicam_speedup"] == {"ours_fp32": case["multicam_speedup"]}
+        else:
+            assert case["ratios"]["multicam_speedup"] == {}
+
+
 def test_network_input_sizes(report: dict[str, Any]) -> None:
     semantic, _, instance, panoptic = report["cases"]
     # semantic_input_size -1: the demo model's own input size, for ours, forward and naive alike.
@@ -131,6 +157,7 @@ def test_paste_comparison(report: dict[str, Any]) -> None:
         and _positive(paste["ours_ms"])
         and _positive(paste["torchvision_ms"])
     )
+    assert paste["paste_speedup"] == round(paste["torchvision_ms"] / paste["ours_ms"], 2)
     assert 0.9 < paste["pixel_agreement"] <= 1.0  # the same masks, up to sampling at the edges
 
 
@@ -142,6 +169,17 @@ def test_targets_are_judged_for_the_device_measured(report: dict[str, Any]) -> N
     assert len([t for t in cpu if "overhead" in t["target"]]) == len(report["cases"])
     assert any("paste" in t["target"] for t in cpu)
     assert all(isinstance(t["passed"], bool) for t in cpu)
+    # the CPU verdicts judge the reported figures against the targets' thresholds
+    overhead = [t for t in cpu if t["target"] == "overhead ratio <= 1.10"]
+    assert [t["case"] for t in overhead] == [
+        f"{c['workload']} {c['width']}x{c['height']} b{c['batch']}" for c in report["cases"]
+    ]
+    for t, case in zip(overhead, report["cases"], strict=True):
+        assert (t["value"], t["variant"]) == (case["overhead_ratio"], "ours_fp32")
+        assert t["passed"] == (t["value"] <= 1.10)
+    (paste,) = [t for t in cpu if "paste" in t["target"]]
+    assert paste["value"] == report["paste"][0]["paste_speedup"]
+    assert paste["passed"] == (paste["value"] >= 10.0)
 
 
 def test_tables_name_every_case(report: dict[str, Any]) -> None:
@@ -187,6 +225,140 @@ def test_command_line_writes_reports_atomically(
         main(argv)
     assert out.read_text() == "old json" and md.read_text() == "old markdown"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
+
+
+def _gpu_case(
+    workload: str, batch: int, passing: bool, width: int = 640, height: int = 480
+) -> dict[str, Any]:
+    """A hand-made CUDA case. The variant each target must judge carries a value just on the side
+    of its threshold that ``passing`` says (at the threshold itself when passing); the variants it
+    must not judge carry values on the other side, so judging the wrong one changes a verdict."""
+    fps_target, _ = bench.FPS_TARGETS.get(workload, (100.0, None))
+    fps = fps_target if passing else fps_target - 0.01
+    p99 = 10.0 if passing else 10.01
+    instance = workload != "deeplabv3"
+    best = "ours_bf16_native" if instance else "ours_bf16"  # the fastest with every output
+
+    def variant(name: str, step_ms: float) -> dict[str, Any]:
+        judged = name == best
+        return {
+            "step_ms": step_ms,
+            "throughput_fps": fps if judged else (fps_target / 2 if passing else fps_target * 10),
+            "latency_ms": {"p50": 0.5, "p99": p99 if judged else (20.0 if passing else 1.0), "samples": 5},
+        }
+
+    steps = {"naive": 50.0, "ours_fp32": 3.0, "ours_fp32_no_visual": 0.5, "ours_bf16": 2.0}
+    steps |= {"ours_bf16_no_visual": 0.4, "forward_fp32": 1.0, "forward_bf16": 0.9}
+    if instance:
+        steps |= {"ours_bf16_native": 1.5, "forward_bf16_native": 0.8}
+    if batch > 1:
+        steps |= {"ours_fp32_separate": 0.1, "ours_bf16_separate": 0.1}  # never the fastest "ours"
+    ours = [n for n in steps if n.startswith("ours_") and not n.endswith("_separate")]
+    overhead = 1.10 if passing else 1.11
+    wrong_speed, wrong_overhead = (1.0, 5.0) if passing else (100.0, 1.0)
+    return {
+        "workload": workload,
+        "width": width,
+        "height": height,
+        "batch": batch,
+        "variants": {name: variant(name, ms) for name, ms in steps.items()},
+        "overhead_ratio": overhead,
+        "ratios": {
+            # judged: every variant with all outputs; a _no_visual one never
+            "overhead": {n: wrong_overhead if n.endswith("_no_visual") else overhead for n in ours},
+            # judged: the fastest at the naive loop's resolution (ours_bf16), no other
+            "speedup_vs_naive": {
+                n: (5.0 if passing else 4.99) if n == "ours_bf16" else wrong_speed for n in ours
+            },
+            # judged: the best of the precisions
+            "multicam_speedup": {"ours_fp32": 1.5, "ours_bf16": 2.0 if passing else 1.99}
+            if batch > 1
+            else {},
+        },
+    }
+
+
+@pytest.mark.parametrize("passing", [True, False], ids=["at_thresholds", "just_beyond"])
+def test_gpu_targets_on_a_cuda_report(passing: bool) -> None:
+    cases = [_gpu_case(w, 1, passing) for w in ("deeplabv3", "maskrcnn", "panoptic")]
+    cases += [_gpu_case("panoptic", 4, passing), _gpu_case("deeplabv3", 1, not passing, 1280, 720)]
+    report = {
+        "machine": {"device_type": "cuda"},
+        "cases": cases,
+        "paste": [{"width": 640, "height": 480, "detections": 100, "paste_speedup": 3.0}],
+    }
+    targets = bench.judge_targets(report)
+    gpu = {
+        (t["target"], t["case"], t["variant"]): (t["value"], t["passed"])
+        for t in targets
+        if t["device"] == "cuda"
+    }
+    assert len(gpu) == len([t for t in targets if t["device"] == "cuda"])  # no target judged twice
+    assert all(t["note"] == "" for t in targets if t["device"] == "cuda")
+
+    def side(value_passing: float, value_failing: float) -> tuple[float, bool]:
+        return (value_passing, True) if passing else (value_failing, False)
+
+    expected = {}
+    for workload in ("deeplabv3", "maskrcnn", "panoptic"):
+        case = f"{workload} 640x480 b1"
+        best = "ours_bf16" if workload == "deeplabv3" else "ours_bf16_native"
+        fps, p99 = bench.FPS_TARGETS[workload]
+        expected[("end to end >= 5x the naive loop", case, "ours_bf16")] = side(5.0, 4.99)
+        for variant in ["ours_fp32", "ours_bf16"] + ([] if workload == "deeplabv3" else ["ours_bf16_native"]):
+            expected[("overhead ratio <= 1.10", case, variant)] = side(1.10, 1.11)
+        expected[(f"{workload} end to end >= {fps:g} fps", case, best)] = side(fps, fps - 0.01)
+        if p99 is not None:
+            expected[(f"{workload} p99 latency <= {p99:g} ms", case, best)] = side(10.0, 10.01)
+    expected[("4 cameras batched >= 2x four separate pipelines", "panoptic 640x480 b4", "ours_bf16")] = side(
+        2.0, 1.99
+    )
+    assert gpu == expected  # the 1280x720 case is judged by no GPU target
+    # CPU targets are not judged from a CUDA run
+    cpu = [t for t in targets if t["device"] == "cpu"]
+    assert len(cpu) == len(cases) + 1
+    assert all(t["passed"] is None and t["note"] == "judged on the CPU only" for t in cpu)
+
+
+def test_gpu_targets_without_their_cases_are_not_judged() -> None:
+    report = {"machine": {"device_type": "cuda"}, "cases": [_gpu_case("deeplabv3", 1, True)], "paste": []}
+    missing = {
+        t["target"]: t for t in bench.judge_targets(report) if t["device"] == "cuda" and t["passed"] is None
+    }
+    assert set(missing) == {
+        "maskrcnn end to end >= 150 fps",
+        "panoptic end to end >= 100 fps",
+        "4 cameras batched >= 2x four separate pipelines",
+    }
+    assert all(t["value"] is None and t["note"] == "not measured" for t in missing.values())
+
+
+@pytest.mark.parametrize(
+    "check, fail_one, code",
+    [(True, True, 1), (True, False, 0), (False, True, 0)],
+    ids=["check_fails", "check_passes", "no_check"],
+)
+def test_check_exits_1_when_a_target_fails(
+    check: bool, fail_one: bool, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--check: exit status 1 exactly when a target judged on this device fails."""
+    real = bench.judge_targets
+
+    def judge(report: dict[str, Any]) -> list[dict[str, Any]]:
+        targets = real(report)
+        judged = [t for t in targets if t["passed"] is not None]
+        assert judged  # the CPU targets are judged on the CPU
+        for k, t in enumerate(judged):
+            t["passed"] = not (fail_one and k == len(judged) - 1)
+        return targets
+
+    monkeypatch.setattr(bench, "judge_targets", judge)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--device", "cpu", "--workload", SEMANTIC, "--size", "32x24", "--batch", "1"]
+    argv += ["--warmup", "0", "--repeats", "1", "--iters", "1", "--paste-detections", "4", "--json", str(out)]
+    assert main([*argv, *(["--check"] if check else [])]) == code
+    verdicts = [t["passed"] for t in json.loads(out.read_text())["targets"]]
+    assert (False in verdicts) == fail_one  # the report says which target failed
 
 
 def test_presets() -> None:
