@@ -127,7 +127,8 @@ def test_checkpoint_round_trip_carries_labels_and_meta(shapes_model, tmp_path: P
     path = save_checkpoint(
         tmp_path / "sub" / "model.pt", shapes_model.module, arch=NAME, labels=shapes_model.labels, epochs=3
     )
-    assert path.is_file() and not path.with_name(path.name + ".tmp").exists()
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temporary file left beside it
     loaded = build_model(NAME, str(path))  # no label override: the checkpoint says "shapes"
     assert loaded.labels == get_label_set("shapes")
     assert loaded.meta == {"epochs": 3}
