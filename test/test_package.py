@@ -93,8 +93,8 @@ def _setup_keyword(name: str) -> ast.expr:
     raise AssertionError(f"setup.py: setup() has no {name}= argument")
 
 
-def _installed_files() -> set[str]:
-    """Repo-relative paths matched by the glob() patterns in setup.py's data_files."""
+def _glob_patterns() -> list[str]:
+    """The glob() patterns in setup.py's data_files, repo-relative."""
     patterns = [
         node.args[0].value
         for node in ast.walk(_setup_keyword("data_files"))
@@ -103,7 +103,16 @@ def _installed_files() -> set[str]:
         and isinstance(node.args[0], ast.Constant)
     ]
     assert patterns, "setup.py data_files uses no glob() patterns"
-    return {os.path.relpath(path, ROOT) for pattern in patterns for path in glob.glob(str(ROOT / pattern))}
+    return patterns
+
+
+def _matches(pattern: str) -> set[str]:
+    return {os.path.relpath(path, ROOT) for path in glob.glob(str(ROOT / pattern))}
+
+
+def _installed_files() -> set[str]:
+    """Repo-relative paths matched by the glob() patterns in setup.py's data_files."""
+    return set().union(*(_matches(pattern) for pattern in _glob_patterns()))
 
 
 def _params(config: str) -> dict:
@@ -162,7 +171,13 @@ def test_package_xml_dependencies() -> None:
     "path",
     [f"launch/{name}" for name in LAUNCH_ARGUMENTS]
     + CONFIGS
-    + ["config/segmentation.rviz", "config/labels/shapes.yaml", "worlds/shapes.sdf"],
+    + [
+        "config/segmentation.rviz",
+        "config/labels/shapes.yaml",
+        "worlds/shapes.sdf",
+        "models/shapes_lraspp.pt",
+        "models/shapes_maskrcnn.pt",
+    ],
 )
 def test_file_exists_and_is_installed(path: str) -> None:
     assert (ROOT / path).is_file(), f"{path} is missing"
@@ -171,8 +186,10 @@ def test_file_exists_and_is_installed(path: str) -> None:
 
 def test_every_installed_file_exists() -> None:
     # glob() only returns files that exist; the check is that each pattern matched something.
+    for pattern in _glob_patterns():
+        assert _matches(pattern), f"setup.py data_files pattern {pattern!r} matches no file"
     installed = _installed_files()
-    for directory in ("launch", "config", "config/labels", "worlds"):
+    for directory in ("launch", "config", "config/labels", "models", "worlds"):
         assert any(os.path.dirname(path) == directory for path in installed), (
             f"nothing installed from {directory}/"
         )
