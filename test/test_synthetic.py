@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segmentation_ros.panoptic import id_to_rgb, rgb_to_id
+from segmentation_ros.panoptic import rgb_to_id
 from segmentation_ros.synthetic import (
     CameraPose,
     generate_scene,
@@ -221,13 +221,6 @@ def test_coco_export_round_trip(tmp_path):
         for segment in annotation["segments_info"]:
             assert segment["area"] == (segment_ids == segment["id"]).sum()
             assert segment["category_id"] == segment["id"] // scene.label_divisor
-
-
-def test_panoptic_png_codec():
-    ids = np.array([[0, 1000, 3007], [5999, 65536 + 3, 256**3 - 1]], dtype=np.int32)
-    np.testing.assert_array_equal(rgb_to_id(id_to_rgb(ids)), ids)
-    with pytest.raises(ValueError):
-        id_to_rgb(np.array([[256**3]]))
 
 
 def test_sequence_is_smooth_and_consistent():
