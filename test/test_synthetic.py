@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from segmentation_ros.labels import get_label_set
 from segmentation_ros.panoptic import rgb_to_id
 from segmentation_ros.synthetic import (
     CameraPose,
@@ -21,6 +22,7 @@ from segmentation_ros.synthetic import (
     shapes_categories,
     write_dataset,
 )
+from segmentation_ros.visualize import colorize_instances, colorize_labels
 
 W, H = 96, 72
 GROUND, SKY, THINGS = 1, 2, (3, 4, 5)
@@ -259,5 +261,12 @@ def test_camera_pose_quaternion_matches_rotation():
 def test_categories_and_preview(scenes):
     things = shapes_categories(things_only=True)
     assert [c["name"] for c in things] == ["box", "sphere", "cylinder"]
-    preview = render_preview(scenes[0])
+    scene = scenes[0]
+    preview = render_preview(scene)
     assert preview.shape == (H, 3 * W, 3) and preview.dtype == np.uint8
+    # image | semantic in the shapes colours | instances
+    np.testing.assert_array_equal(preview[:, :W], scene.image)
+    np.testing.assert_array_equal(
+        preview[:, W : 2 * W], colorize_labels(scene.semantic, get_label_set("shapes"))
+    )
+    np.testing.assert_array_equal(preview[:, 2 * W :], colorize_instances(scene.instances))
