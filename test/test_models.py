@@ -174,14 +174,37 @@ def assert_same(a: Segmentation, b: Segmentation) -> None:
         assert a.panoptic.segments == b.panoptic.segments
 
 
+def close_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    detection: tuple[np.ndarray, float, int],
+    *,
+    box_tolerance: float,
+    score_tolerance: float,
+) -> np.ndarray:
+    """(N,) bool: which of the N detections (boxes, scores, classes) are ``detection`` (box, score,
+    class) up to float rounding: the same class, every box coordinate within ``box_tolerance`` px
+    and the score within ``score_tolerance``."""
+    box, score, class_id = detection
+    return (
+        (np.abs(boxes - box).max(1) <= box_tolerance)
+        & (np.abs(scores - score) <= score_tolerance)
+        & (classes == class_id)
+    )
+
+
 def _unmatched(x: InstanceResult, y: InstanceResult) -> int:
     """How many of x's instances y lacks (same class, box within 0.05 px, score within 1e-4)."""
     found = 0
     for i in range(len(x)):
-        close = (
-            (np.abs(y.boxes - x.boxes[i]).max(1) <= 0.05)
-            & (np.abs(y.scores - x.scores[i]) <= 1e-4)
-            & (y.class_ids == x.class_ids[i])
+        close = close_detections(
+            y.boxes,
+            y.scores,
+            y.class_ids,
+            (x.boxes[i], x.scores[i], x.class_ids[i]),
+            box_tolerance=0.05,
+            score_tolerance=1e-4,
         )
         found += bool(close.any())
     return len(x) - found
@@ -381,10 +404,13 @@ def test_instance_pipeline_matches_torchvision(frames, min_size: int) -> None:
     # Ours lists torchvision's detections in the same order, minus unnamed ones and those no pixel shows.
     matched, previous = [], -1
     for i in range(len(ours)):
-        close = (
-            (np.abs(their_boxes - ours.boxes[i]).max(1) <= 0.05)
-            & (np.abs(their_scores - ours.scores[i]) <= 1e-4)
-            & (their_labels == ours.class_ids[i])
+        close = close_detections(
+            their_boxes,
+            their_scores,
+            their_labels,
+            (ours.boxes[i], ours.scores[i], ours.class_ids[i]),
+            box_tolerance=0.05,
+            score_tolerance=1e-4,
         )
         candidates = np.nonzero(close)[0]
         candidates = candidates[candidates > previous]
@@ -485,10 +511,13 @@ def test_cuda_matches_cpu(name: str, frames, strict_fp32) -> None:
             # random-weight detections nearly tie, so match by content rather than by rank
             found = 0
             for i in range(len(a)):
-                close = (
-                    (np.abs(b.boxes - a.boxes[i]).max(1) <= 0.1)
-                    & (np.abs(b.scores - a.scores[i]) <= 1e-3)
-                    & (b.class_ids == a.class_ids[i])
+                close = close_detections(
+                    b.boxes,
+                    b.scores,
+                    b.class_ids,
+                    (a.boxes[i], a.scores[i], a.class_ids[i]),
+                    box_tolerance=0.1,
+                    score_tolerance=1e-3,
                 )
                 if close.any():
                     j = int(np.nonzero(close)[0][0])
