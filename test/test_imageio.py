@@ -81,3 +81,13 @@ def test_write_json_and_png_are_complete_files(tmp_path: Path) -> None:
     imageio.write_png(tmp_path / "i.png", image)
     np.testing.assert_array_equal(imageio.read_image(tmp_path / "i.png"), image)
     assert _names(tmp_path) == ["d.json", "i.png"]
+
+
+def test_written_files_get_the_permissions_of_a_plain_open(tmp_path) -> None:
+    """mkstemp creates 0600 files; a published PNG or checkpoint must be as readable as open() makes it."""
+    import stat
+
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    written = imageio.atomic_write_bytes(tmp_path / "atomic.bin", b"x")
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
