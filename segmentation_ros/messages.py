@@ -21,6 +21,7 @@ from __future__ import annotations
 import array
 import dataclasses
 import functools
+import importlib
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
@@ -45,6 +46,7 @@ __all__ = [
     "message_to_dict",
     "messages_equal",
     "normalize_type_name",
+    "rclpy_message_class",
     "serialize",
     "time_from_ns",
     "time_to_ns",
@@ -84,6 +86,12 @@ VISION_MSGS_DEFINITIONS: dict[str, str] = {
         "std_msgs/Header header\nstring method\nstring database_location\nint32 database_version\n"
     ),
 }
+
+#: Default values that ROS 2 message definitions declare (``float64 w 1``): rosbags' typestores drop
+#: them, rclpy's classes have them. Without this an offline-written detection's hypothesis pose had
+#: the quaternion (0, 0, 0, 0) where the live node's has the identity. ``test_ros_interfaces``
+#: compares every type the package builds with rclpy's defaults.
+FIELD_DEFAULTS: dict[str, dict[str, Any]] = {"geometry_msgs/msg/Quaternion": {"w": 1.0}}
 
 # numpy dtype of each primitive ROS type that rosbags holds in an ndarray when it is an array element.
 _NUMERIC_DTYPES: dict[str, np.dtype] = {
@@ -263,7 +271,12 @@ class RosbagsFactory:
             cls=self.typestore.types[name],
             fields=fields,
             known=frozenset(fields),
-            defaults=tuple(self._default_maker(desc) for _, desc in fielddefs),
+            defaults=tuple(
+                (lambda v=FIELD_DEFAULTS[name][field]: v)
+                if field in FIELD_DEFAULTS.get(name, {})
+                else self._default_maker(desc)
+                for field, desc in fielddefs
+            ),
             sequences={field: desc for field, desc in fielddefs if self._is_sequence(desc)},
         )
         self._layouts[type_name] = layout
@@ -334,10 +347,25 @@ class RosbagsFactory:
         return self.typestore.deserialize_cdr(data, normalize_type_name(type_name))
 
 
+@functools.cache
+def rclpy_message_class(type_name: str) -> type:
+    """The rosidl-generated Python class of ``type_name`` ("sensor_msgs/msg/Image" or "sensor_msgs/Image").
+
+    What ``rosidl_runtime_py.utilities.get_message`` does, with nothing but importlib: the class
+    lives in the interface package's ``msg`` module. Raises ``ImportError`` naming the type when
+    its package is not installed.
+    """
+    package, kind, name = normalize_type_name(type_name).split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"message type {type_name!r} is not installed ({exc})") from exc
+
+
 class RclpyFactory:
     """:class:`MessageFactory` over rclpy's generated message classes (needs a sourced ROS 2).
 
-    rclpy and rosidl_runtime_py are imported inside the methods, so constructing this class, or
+    rclpy and the message packages are imported inside the methods, so constructing this class, or
     importing this module, works without ROS.
     """
 
@@ -353,10 +381,8 @@ class RclpyFactory:
         Raises:
             TypeError: unknown field name.
         """
-        from rosidl_runtime_py.utilities import get_message
-
         name = normalize_type_name(type_name)
-        msg = get_message(name)()
+        msg = rclpy_message_class(name)()
         known = msg.get_fields_and_field_types()
         unknown = sorted(set(fields) - set(known))
         if unknown:
@@ -380,9 +406,8 @@ class RclpyFactory:
     def deserialize(self, data: bytes, type_name: str) -> Any:
         """Deserialize CDR bytes into an rclpy message of ``type_name``."""
         from rclpy.serialization import deserialize_message
-        from rosidl_runtime_py.utilities import get_message
 
-        return deserialize_message(bytes(data), get_message(normalize_type_name(type_name)))
+        return deserialize_message(bytes(data), rclpy_message_class(type_name))
 
 
 def make_time(factory: MessageFactory, sec: int = 0, nanosec: int = 0) -> Any:

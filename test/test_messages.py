@@ -313,25 +313,23 @@ class _FakeRclpyMessage:
 
 
 def test_rclpy_factory_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
-    requested = []
-
-    def get_message(name: str) -> type:
-        requested.append(name)
-        return _FakeRclpyMessage
-
-    utilities = types.ModuleType("rosidl_runtime_py.utilities")
-    utilities.get_message = get_message  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rosidl_runtime_py", types.ModuleType("rosidl_runtime_py"))
-    monkeypatch.setitem(sys.modules, "rosidl_runtime_py.utilities", utilities)
+    # A stand-in interface package: RclpyFactory finds classes with importlib, as rclpy's own
+    # generated packages are laid out (``<package>.msg.<Name>``). The live tests use the real ones.
+    module = types.ModuleType("fake_wiring_msgs.msg")
+    module.Image = _FakeRclpyMessage  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_wiring_msgs", types.ModuleType("fake_wiring_msgs"))
+    monkeypatch.setitem(sys.modules, "fake_wiring_msgs.msg", module)
     f = RclpyFactory("jazzy")
     data = f.uint8_array(np.array([1, 2, 300], dtype="<u2"))
     assert isinstance(data, array.array) and data.typecode == "B" and list(data) == [1, 0, 2, 0, 44, 1]
-    msg = f.new("sensor_msgs/Image", encoding="mono8", data=data)
-    assert requested == ["sensor_msgs/msg/Image"]
+    msg = f.new("fake_wiring_msgs/Image", encoding="mono8", data=data)
+    assert isinstance(msg, _FakeRclpyMessage)
     assert msg.encoding == "mono8" and msg.data is data
     assert message_to_dict(msg) == {"encoding": "mono8", "data": [1, 0, 2, 0, 44, 1]}
     with pytest.raises(TypeError, match=r"no field\(s\) \['width'\]"):
-        f.new("sensor_msgs/msg/Image", width=3)
+        f.new("fake_wiring_msgs/msg/Image", width=3)
+    with pytest.raises(ImportError, match="fake_wiring_msgs/msg/Missing"):
+        f.new("fake_wiring_msgs/msg/Missing")
 
 
 def test_rclpy_factory_distro_defaults_to_environment(monkeypatch: pytest.MonkeyPatch) -> None:
