@@ -20,14 +20,14 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rosidl_runtime_py.utilities import get_message
 
-from .messages import RclpyFactory
+from .messages import RclpyFactory, rclpy_message_class
 from .node_core import (
     CAMERA_INFO,
     LATCHED_DEPTH,
@@ -42,27 +42,50 @@ from .node_core import (
 from .weights import WeightsError
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-OUTPUT_QOS = QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(
-    depth=LATCHED_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
-# Only the newest frame matters (the core drops stale ones anyway); best effort matches any publisher.
-INPUT_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 NAMES = frozenset(spec.name for spec in PARAMETERS)
 TAKE_TIMEOUT_S = 0.1  # how often the inference thread looks at its stop flag
+READ_ONLY_NOTE = "read-only while configured: set it while the node is unconfigured, then configure"
+
+
+# QoS profiles are made afresh for every publisher and subscription: rclpy applies the
+# ``qos_overrides.*`` parameters by writing into the profile object it is handed, so a shared
+# profile would carry one topic's override into every other topic.
+def output_qos(latched: bool = False) -> QoSProfile:
+    if latched:  # label_info: late subscribers get the newest one
+        return QoSProfile(
+            depth=LATCHED_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+    return QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def input_qos() -> QoSProfile:
+    # Only the newest frame matters (the core drops stale ones anyway); best effort matches any publisher.
+    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def diagnostics_qos() -> QoSProfile:
+    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
-    """The ROS parameter descriptor of one core parameter (type, range, read-only)."""
+    """The ROS parameter descriptor of one core parameter (type, range, constraints).
+
+    ROS's ``read_only`` is never set: rclpy refuses every later change of such a parameter, in any
+    lifecycle state, so a bad model name or device could not be corrected before configuring
+    again. The node enforces "read-only while configured" itself and says so in
+    ``additional_constraints``.
+    """
     desc = ParameterDescriptor(
         name=spec.name,
         type=Parameter.Type.from_parameter_value(spec.default).value,
         description=spec.description,
-        read_only=spec.read_only,
     )
+    constraints = []
     if spec.choices:
-        desc.additional_constraints = "one of " + ", ".join(spec.choices)
+        constraints.append("one of " + ", ".join(spec.choices))
+    if spec.read_only:
+        constraints.append(READ_ONLY_NOTE)
+    desc.additional_constraints = "; ".join(constraints)
     if spec.range is not None:  # rclpy's message fields want exact float / int
         lo, hi = spec.range
         if isinstance(spec.default, float):
@@ -84,11 +107,33 @@ class SegmentationNode(LifecycleNode):
         self._inference_thread: threading.Thread | None = None
         self._stop_inference = threading.Event()
         self._input_group = ReentrantCallbackGroup()  # image callbacks never wait for a parameter change
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        # Values given at start that were refused: the node stays up, unconfigured, and configure
+        # fails with these reasons until each parameter is set to a valid value.
+        self._start_errors: dict[str, str] = {}
         self.add_on_set_parameters_callback(self._check_parameter_change)
+        for spec in PARAMETERS:
+            self._declare(spec)
 
     # -- parameters --
+    def _declare(self, spec: ParameterSpec) -> None:
+        given = self._parameter_overrides.get(spec.name)
+        # ``classes:=[]`` (or ``[]`` in a params file) reaches rclpy untyped, and rclpy can only
+        # declare a typed empty list by setting it after declaration.
+        empty_list = isinstance(spec.default, list) and given is not None and given.type_ == Parameter.Type.NOT_SET
+        if empty_list:
+            del self._parameter_overrides[spec.name]
+        elif given is not None and isinstance(spec.default, float) and given.type_ == Parameter.Type.INTEGER:
+            # ``score_threshold:=1`` is an integer to ROS; it means 1.0
+            self._parameter_overrides[spec.name] = Parameter(spec.name, Parameter.Type.DOUBLE, float(given.value))
+        try:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec), ignore_override=True)
+            self._start_errors[spec.name] = f"parameter {spec.name}: start value {given.value!r} refused ({exc})"  # type: ignore[union-attr]
+            self.get_logger().error(self._start_errors[spec.name] + "; the node stays unconfigured until it is set")
+        if empty_list:
+            self.set_parameters([Parameter(spec.name, Parameter.Type.from_parameter_value(spec.default), [])])
+
     def _check_parameter_change(self, parameters: list[Parameter]) -> SetParametersResult:
         # Other parameters (use_sim_time, qos_overrides.*) belong to rclpy: let them through.
         changes = {p.name: p.value for p in parameters if p.name in NAMES}
@@ -99,29 +144,35 @@ class SegmentationNode(LifecycleNode):
                 validate_parameters(changes)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        for name in changes:
+            self._start_errors.pop(name, None)
         return SetParametersResult(successful=True)
 
     # -- lifecycle --
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._start_errors:
+            self.get_logger().error("configure failed: " + "; ".join(self._start_errors.values()))
+            return FAILURE
         params = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
         try:
             core = SegmentationCore(params, RclpyFactory(), clock_ns=self._now_ns)
             core.configure()
-        except (ValueError, WeightsError, RuntimeError) as exc:
-            self.get_logger().error(f"configure failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any reason must reach the log, and the node stay up
+            reason = str(exc) if isinstance(exc, (ValueError, WeightsError)) else repr(exc)
+            self.get_logger().error(f"configure failed: {reason}")
             return FAILURE
         self.core = core
         for camera in core.cameras:
             for spec in core.outputs():
                 topic = topic_name(camera, spec.topic)
                 self._output_pubs[topic] = self.create_lifecycle_publisher(
-                    get_message(spec.type),
+                    rclpy_message_class(spec.type),
                     topic,
-                    LATCHED_QOS if spec.latched else OUTPUT_QOS,
+                    output_qos(spec.latched),
                     qos_overriding_options=QoSOverridingOptions.with_default_policies(),
                 )
         self._output_pubs["/diagnostics"] = self.create_lifecycle_publisher(
-            get_message("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", DIAGNOSTICS_QOS
+            rclpy_message_class("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", diagnostics_qos()
         )
         self.get_logger().info(f"configured: {core.params['task']} on {core.engine.device}")  # type: ignore[union-attr]
         return super().on_configure(state)
@@ -197,10 +248,10 @@ class SegmentationNode(LifecycleNode):
     def _subscribe(self, type_name: str, topic: str, callback: Any) -> None:
         self._input_subs.append(
             self.create_subscription(
-                get_message(type_name),
+                rclpy_message_class(type_name),
                 topic,
                 callback,
-                INPUT_QOS,
+                input_qos(),
                 callback_group=self._input_group,
                 qos_overriding_options=QoSOverridingOptions.with_default_policies(),
             )
@@ -210,7 +261,7 @@ class SegmentationNode(LifecycleNode):
         core = self.core
         if core is not None:  # only hand over: inference runs on its own thread
             info = self._latest_camera_info.get(camera)
-            core.frames.put(Frame(camera, msg, info, self._now_ns()))
+            core.receive(Frame(camera, msg, info, self._now_ns()))
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds  # ROS time: simulated time under use_sim_time

@@ -191,6 +191,7 @@ class Frame:
     image: Any  # sensor_msgs/Image or sensor_msgs/CompressedImage
     camera_info: Any = None
     received_ns: int = 0
+    counted: bool = False  # already counted as received (it came through SegmentationCore.receive)
 
 
 @dataclass
@@ -333,6 +334,22 @@ class SegmentationCore:
         """The output topics of the configured task (relative to each camera namespace)."""
         return [o for o in OUTPUTS if self.params["task"] in o.tasks]
 
+    # -- input --
+    def receive(self, frame: Frame) -> None:
+        """Count an arriving frame and hand it to the newest-frame mailbox (the live node's callback).
+
+        Every frame that arrives counts in ``frames_received`` and ``input_rate_hz``, including
+        those a newer frame replaces before inference (``frames_dropped_stale``).
+        """
+        self._count_received(frame)
+        self.frames.put(frame)
+
+    def _count_received(self, frame: Frame) -> None:
+        if not frame.counted:
+            frame.counted = True
+            self.stats.received += 1
+            self.stats._inputs.append(frame.received_ns / 1e9 if frame.received_ns else self.clock_ns() / 1e9)
+
     # -- messages --
     def label_info(self, header: Any = None, labels: LabelSet | None = None) -> Any:
         """vision_msgs/LabelInfo for the task's classes (or ``labels``)."""
@@ -378,8 +395,7 @@ class SegmentationCore:
         assert self.engine is not None, "configure() first"
         decoded, good = [], []
         for frame in frames:
-            self.stats.received += 1
-            self.stats._inputs.append(frame.received_ns / 1e9 if frame.received_ns else self.clock_ns() / 1e9)
+            self._count_received(frame)  # frames given directly (the bag processor) count here
             try:
                 decoded.append(self.decode(frame))
                 good.append(frame)
