@@ -388,3 +388,31 @@ def test_params_file_passes_node_core_validation(config: str) -> None:
         if name not in ("use_sim_time", "qos_overrides")
     }
     node_core.validate_parameters(params)  # raises ValueError naming the bad value
+
+
+def test_readme_parameter_table_is_node_core() -> None:
+    """The README lists every parameter once, with node_core's default, range, choices and mutability."""
+    import json
+
+    node_core = pytest.importorskip("segmentation_ros.node_core")  # imports torch
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| name | default | range / choices | description | changes |") :]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        if not line.startswith("| `"):
+            break
+        name, default, constraint, description, changes = (cell.strip() for cell in line.strip("|").split(" | "))
+        rows[name.strip("`")] = (default.strip("`"), constraint, description, changes)
+    assert list(rows) == [spec.name for spec in node_core.PARAMETERS]
+    for spec in node_core.PARAMETERS:
+        default, constraint, description, changes = rows[spec.name]
+        assert json.loads(default) == spec.default, spec.name
+        if spec.choices:
+            expected = ", ".join(spec.choices)
+        elif spec.range is not None:
+            expected = f"[{spec.range[0]}, {spec.range[1]}]"
+        else:
+            expected = ""
+        assert constraint == expected, spec.name
+        assert description == spec.description, spec.name
+        assert changes == ("read-only" if spec.read_only else "dynamic"), spec.name
