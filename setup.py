@@ -37,7 +37,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         ("share/" + package_name + "/config/labels", glob("config/labels/*.yaml")),
         ("share/" + package_name + "/models", glob("models/*.pt") + glob("models/*.md")),
         ("share/" + package_name + "/worlds", glob("worlds/*.sdf")),

@@ -14,6 +14,7 @@ With ``autostart`` (default true) the node configures and activates itself, so a
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -39,6 +40,7 @@ from .node_core import (
     topic_name,
     validate_parameters,
 )
+from .paths import config_dir
 from .weights import WeightsError
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -292,11 +294,34 @@ class SegmentationNode(LifecycleNode):
             self._output_pubs["/diagnostics"].publish(core.diagnostics(self.get_fully_qualified_name()))
 
 
+FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def large_images_profile(environ: dict[str, str]) -> str | None:
+    """The Fast DDS profile this process should load, or None to leave DDS as the user set it.
+
+    Fast DDS's default 512 KB shared-memory segment loses or delays camera-sized outputs by
+    seconds; ``config/fastdds_large_images.xml`` gives the node 16 MB. A profile the user set, or
+    another RMW, is left alone. Read before rclpy starts: Fast DDS reads the variable then.
+    """
+    if any(environ.get(name) for name in FASTDDS_PROFILE_VARIABLES):
+        return None
+    if environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") not in ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp"):
+        return None
+    profile = config_dir() / "fastdds_large_images.xml"
+    return str(profile) if profile.is_file() else None
+
+
 def main(args: list[str] | None = None) -> None:
+    profile = large_images_profile(dict(os.environ))
+    if profile is not None:
+        os.environ[FASTDDS_PROFILE_VARIABLES[0]] = profile
     rclpy.init(args=args)
     node = SegmentationNode()
     executor = MultiThreadedExecutor()  # parameter and lifecycle services stay responsive
     executor.add_node(node)
+    if profile is not None:
+        node.get_logger().info(f"Fast DDS profile for large images: {profile}")
     try:
         if node.get_parameter("autostart").value and node.trigger_configure() == SUCCESS:
             node.trigger_activate()

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from segmentation_ros.paths import config_dir
+
 #: Set before rclpy initialises: discovery and traffic stay on the loopback interface.
 ROS_LOCAL_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
@@ -44,6 +46,10 @@ def ros_context() -> Iterator[Any]:
     else:  # deprecated since Iron; it would override the range, with a warning
         os.environ.pop("ROS_LOCALHOST_ONLY", None)
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+    # The test plays the camera: like a camera driver, it publishes images with the large-images
+    # profile (see config/fastdds_large_images.xml). The nodes it starts do not inherit this
+    # variable: they choose the profile themselves.
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_dir() / "fastdds_large_images.xml")
     context = rclpy.Context()
     rclpy.init(context=context)
     try:

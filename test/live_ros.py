@@ -82,6 +82,7 @@ class LiveNode:
             "SEGMENTATION_ROS_OFFLINE": "1",
             "RCUTILS_COLORIZED_OUTPUT": "0",
         }
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # the node picks its DDS profile itself
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -103,6 +104,12 @@ class LiveNode:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                if os.path.exists(spy):
+                    dump = subprocess.run(
+                        [spy, "dump", "--pid", str(self.process.pid)], capture_output=True, text=True
+                    )
+                    self.log_path.with_suffix(".stack.txt").write_text(dump.stdout + dump.stderr)
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
                 raise AssertionError(

@@ -324,7 +324,7 @@ def test_bad_frames_are_dropped_and_counted_and_the_stream_goes_on(probe: Probe,
     pub = probe.publisher(panoptic.topic(f"{cam}/image"), IMAGE, input_qos())
     probe.wait_matched(pub)
     start = time.time()
-    before = probe.wait_for(lambda: latest_diagnostics(probe, panoptic, start), 10, "diagnostics")
+    before = probe.wait_for(lambda: latest_diagnostics(probe, panoptic, start), 30, "diagnostics")
     bad = image_msg(scene_image(4), 1_700_000_300_000_000_000, "rear_optical_frame")
     bad.data = bad.data[: len(bad.data) // 2]  # data shorter than height x step
     for _ in range(3):
@@ -365,7 +365,7 @@ def test_overload_drops_stale_frames_counts_them_received_and_latency_stays_boun
     pub = probe.publisher(panoptic.topic(f"{cam}/image"), IMAGE, input_qos())
     probe.wait_matched(pub)
     start = time.time()
-    before = probe.wait_for(lambda: latest_diagnostics(probe, panoptic, start), 10, "diagnostics")
+    before = probe.wait_for(lambda: latest_diagnostics(probe, panoptic, start), 30, "diagnostics")
     frames = [scene_image(20 + i) for i in range(4)]
     sent: dict[int, float] = {}
     t0 = time.monotonic()
@@ -419,6 +419,19 @@ def test_input_rate_counts_every_arriving_frame(probe: Probe, panoptic: LiveNode
     assert rates, "no diagnostics while publishing"
     assert max(rates) >= 0.8 * rate_hz, (rates, rate_hz)
     probe.unsubscribe("/diagnostics")
+
+
+def test_the_node_loads_the_large_images_profile_unless_told_otherwise(panoptic: LiveNode) -> None:
+    from segmentation_ros.node import large_images_profile
+    from segmentation_ros.paths import config_dir
+
+    profile = str(config_dir() / "fastdds_large_images.xml")
+    assert f"Fast DDS profile for large images: {profile}" in panoptic.log()
+    assert large_images_profile({}) == profile
+    assert large_images_profile({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) is None
+    assert large_images_profile({"FASTRTPS_DEFAULT_PROFILES_FILE": "/mine.xml"}) is None
+    assert large_images_profile({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}) is None
+    assert large_images_profile({"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}) == profile
 
 
 def test_sigint_exits_cleanly(probe: Probe, panoptic: LiveNode) -> None:

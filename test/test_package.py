@@ -173,6 +173,7 @@ def test_package_xml_dependencies() -> None:
     + CONFIGS
     + [
         "config/segmentation.rviz",
+        "config/fastdds_large_images.xml",
         "config/labels/shapes.yaml",
         "worlds/shapes.sdf",
         "models/shapes_lraspp.pt",
