@@ -38,12 +38,12 @@ test-jazzy:
 
 # Synthetic camera bag -> panoptic segmentation with the demo models -> bag, pictures, metrics.
 demo: $(STAMP)
-	$(PY) -m segmentation_ros.cli demo --out demo_out
+	$(PY) -m segmentation_ros.tools.cli demo --out demo_out
 
 # The benchmark on this machine's CPU (see BENCHMARKS.md; add DEVICE=cuda on a GPU machine).
 DEVICE ?= cpu
 bench: $(STAMP)
-	$(PY) -m segmentation_ros.cli bench --device $(DEVICE) --json bench_$(DEVICE).json
+	$(PY) -m segmentation_ros.tools.cli bench --device $(DEVICE) --json bench_$(DEVICE).json
 
 lint: $(STAMP)
 	$(PY) -m ruff check segmentation_ros test launch scripts

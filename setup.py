@@ -2,7 +2,7 @@
 
 The same file serves ``colcon build`` in a ROS 2 workspace and ``pip install -e .[test]`` on a
 machine without ROS. ``config/`` and ``launch/`` are installed under ``share/segmentation_ros`` in
-both cases, which is where :mod:`segmentation_ros.paths` looks for them.
+both cases, which is where :mod:`segmentation_ros.engine.paths` looks for them.
 """
 import os
 from glob import glob
@@ -54,8 +54,12 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "segmentation-ros = segmentation_ros.cli:main",
-            "segmentation_node = segmentation_ros.node:main",
+            "segmentation-ros = segmentation_ros.tools.cli:main",
+            "segmentation_node = segmentation_ros.ros.node:main",
+        ],
+        # Model plugins: modules that register models when imported (engine/registry.py).
+        "segmentation_ros.models": [
+            "shapes = segmentation_ros.engine.models.shapes",
         ],
     },
 )

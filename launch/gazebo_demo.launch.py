@@ -42,7 +42,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
-from segmentation_ros.launch_helpers import PACKAGE, as_bool, rviz_node
+from segmentation_ros.ros.launch_helpers import PACKAGE, as_bool, rviz_node
 
 NAMESPACE = "camera"
 # parameter_bridge "<topic>@<ROS type>[<gz type>": "[" bridges gz -> ROS only. The node in

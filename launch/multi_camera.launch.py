@@ -24,7 +24,7 @@ from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
-from segmentation_ros.launch_helpers import (
+from segmentation_ros.ros.launch_helpers import (
     PACKAGE,
     TASKS,
     as_bool,

@@ -294,7 +294,7 @@ def stats_ms(values_ns: list[int]) -> dict[str, float]:
 
 
 def render_frames(args: argparse.Namespace, image_cls) -> list:
-    from segmentation_ros.synthetic import generate_scene
+    from segmentation_ros.tools.synthetic import generate_scene
 
     w, h = args.size
     frames = []

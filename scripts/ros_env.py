@@ -9,7 +9,7 @@ bindings) with the rosidl generator wheels, installed into the same environment.
 CPython 3.10-3.13; see the README).
 
 vision_msgs is not on PyPI. It is generated from
-:data:`segmentation_ros.messages.VISION_MSGS_DEFINITIONS`, the released definitions the offline
+:data:`segmentation_ros.ros.messages.VISION_MSGS_DEFINITIONS`, the released definitions the offline
 processor already uses; ``test/test_ros_live.py`` checks that the generated types hash (RIHS01)
 exactly as upstream vision_msgs does, so they interoperate with a real ROS install.
 
@@ -145,7 +145,7 @@ def requirements(distro: str) -> list[str]:
 
 def vision_msgs_package() -> dict[str, str]:
     """Relative path -> text of the vision_msgs source package to generate."""
-    from segmentation_ros.messages import VISION_MSGS_DEFINITIONS, VISION_MSGS_RELEASES
+    from segmentation_ros.ros.messages import VISION_MSGS_DEFINITIONS, VISION_MSGS_RELEASES
 
     files = {
         "package.xml": PACKAGE_XML.format(version=VISION_MSGS_RELEASES["kilted"]),

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from segmentation_ros.paths import config_dir
+from segmentation_ros.engine.paths import config_dir
 
 #: Set before rclpy initialises: discovery and traffic stay on the loopback interface.
 ROS_LOCAL_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}

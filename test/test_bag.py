@@ -24,8 +24,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from segmentation_ros import cli
-from segmentation_ros.bag import (
+from segmentation_ros.ros.bag import (
     BagError,
     Camera,
     camera_namespace,
@@ -33,9 +32,10 @@ from segmentation_ros.bag import (
     load_engine,
     process_bag,
 )
-from segmentation_ros.conversions import numpy_to_compressed, numpy_to_image
-from segmentation_ros.messages import RosbagsFactory, make_header, messages_equal, time_to_ns
-from segmentation_ros.node_core import OUTPUTS, SegmentationCore
+from segmentation_ros.ros.conversions import numpy_to_compressed, numpy_to_image
+from segmentation_ros.ros.messages import RosbagsFactory, make_header, messages_equal, time_to_ns
+from segmentation_ros.ros.node_core import OUTPUTS, SegmentationCore
+from segmentation_ros.tools import cli
 
 H, W = 48, 64
 T0 = 1_700_000_000 * 10**9

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import torch
 
-from segmentation_ros import bench
-from segmentation_ros.cli import main
-from segmentation_ros.registry import get_model_entry
+from segmentation_ros.engine.registry import get_model_entry
+from segmentation_ros.tools import bench
+from segmentation_ros.tools.cli import main
 
 SEMANTIC = "semantic:shapes_lraspp"
 INSTANCE = "instance:shapes_maskrcnn"

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.cli import main
-from segmentation_ros.panoptic import rgb_to_id
-from segmentation_ros.registry import get_model_entry, list_models
-from segmentation_ros.synthetic import generate_scene
+from segmentation_ros.engine.panoptic import rgb_to_id
+from segmentation_ros.engine.registry import get_model_entry, list_models
+from segmentation_ros.tools.cli import main
+from segmentation_ros.tools.synthetic import generate_scene
 
 
 def _read(path) -> np.ndarray:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segmentation_ros.conversions import (
+from segmentation_ros.ros.conversions import (
     COLOR_ENCODINGS,
     ConversionError,
     compressed_to_color,
@@ -23,7 +23,7 @@ from segmentation_ros.conversions import (
     numpy_to_compressed,
     numpy_to_image,
 )
-from segmentation_ros.messages import RosbagsFactory, deserialize, make_header, serialize
+from segmentation_ros.ros.messages import RosbagsFactory, deserialize, make_header, serialize
 
 # encoding -> (dtype, channels) as cv_bridge's imgmsg_to_cv2(msg, "passthrough") returns them.
 ENCODINGS: dict[str, tuple[type, int]] = {
@@ -478,7 +478,7 @@ def test_numpy_to_compressed_rejects_bad_input(humble: RosbagsFactory) -> None:
 def test_16_bit_files_and_messages_scale_alike(humble: RosbagsFactory, tmp_path) -> None:
     """A 16-bit PNG read by the CLI and the same pixels in an rgb16 message give the same 8-bit
     input (cv_bridge's rounding, not truncation)."""
-    from segmentation_ros.imageio import read_image
+    from segmentation_ros.engine.imageio import read_image
 
     pixels = np.random.default_rng(3).integers(0, 65536, (9, 11, 3), dtype=np.uint16)
     pixels[0, 0] = [200, 65535, 0]  # 200 rounds to 1; truncation (>> 8) gave 0

@@ -9,8 +9,8 @@ import pytest
 import torch
 from rosbags.highlevel import AnyReader
 
-from segmentation_ros.cli import main
-from segmentation_ros.imageio import read_image
+from segmentation_ros.engine.imageio import read_image
+from segmentation_ros.tools.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def test_demo_refuses_nothing_to_show_before_writing_anything(tmp_path, capsys, 
 
 
 def test_demo_closes_the_engine_when_a_step_fails(tmp_path, monkeypatch):
-    from segmentation_ros import bag
-    from segmentation_ros.demo import run_demo
+    from segmentation_ros.ros import bag
+    from segmentation_ros.tools.demo import run_demo
 
     class Engine:
         closed = False

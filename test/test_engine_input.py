@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.engine import EngineConfig, SegmentationEngine
+from segmentation_ros.engine.pipeline import EngineConfig, SegmentationEngine
 
 H, W = 53, 71
 
@@ -255,7 +255,7 @@ def test_instance_label_set_without_things_is_refused(tmp_path) -> None:
 # ---- CPU batch size --------------------------------------------------------------------------------
 def test_cpu_passes_hold_at_most_cpu_batch_pixels(engine, instance_engine) -> None:
     """fcn_resnet50 runs at camera resolution, this Mask R-CNN at camera resolution too."""
-    from segmentation_ros.engine import CPU_BATCH_PIXELS
+    from segmentation_ros.engine.pipeline import CPU_BATCH_PIXELS
 
     assert CPU_BATCH_PIXELS == 4 * 320 * 240
     for e in (engine, instance_engine):
@@ -273,7 +273,7 @@ def test_cpu_passes_hold_at_most_cpu_batch_pixels(engine, instance_engine) -> No
 
 
 def test_frames_split_over_passes_give_the_batched_results(engine, frame, monkeypatch) -> None:
-    from segmentation_ros import engine as engine_module
+    from segmentation_ros.engine import pipeline as engine_module
 
     frames = [np.roll(frame, 7 * k, axis=1) for k in range(5)]
     together = engine(frames)

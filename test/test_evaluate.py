@@ -1,4 +1,4 @@
-"""Tests of segmentation_ros.evaluate: metric values on cases with known answers, and the CLI.
+"""Tests of segmentation_ros.tools.evaluate: metric values on cases with known answers, and the CLI.
 
 Predictions are built straight from ground truth (a fake engine), so every expected number is
 either 1 or worked out by hand in the test.
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.cli import main
-from segmentation_ros.evaluate import EvalSample, evaluate, format_report
-from segmentation_ros.labels import get_label_set
-from segmentation_ros.results import InstanceResult, PanopticResult, Segmentation, SemanticResult
-from segmentation_ros.synthetic import generate_scenes, to_coco
+from segmentation_ros.engine.labels import get_label_set
+from segmentation_ros.engine.results import InstanceResult, PanopticResult, Segmentation, SemanticResult
+from segmentation_ros.tools.cli import main
+from segmentation_ros.tools.evaluate import EvalSample, evaluate, format_report
+from segmentation_ros.tools.synthetic import generate_scenes, to_coco
 
 SHAPES = get_label_set("shapes")
 VOID, GROUND, SKY, BOX = 0, 1, 2, 3
@@ -353,7 +353,7 @@ def test_cli_eval_bad_data_is_an_error(capsys):
     [("synthetic:8x8", "at least 16x16"), ("synthetic:big", "WIDTHxHEIGHT"), ("synthetic:", "WIDTHxHEIGHT")],
 )
 def test_cli_eval_synthetic_size_rules_are_trains(capsys, data, message):
-    """eval and train read --data with one parser (segmentation_ros.synthetic.parse_synthetic_spec)."""
+    """eval and train read --data with one parser (segmentation_ros.tools.synthetic.parse_synthetic_spec)."""
     rc = main(["eval", "--weights", "none", "--device", "cpu", "--data", data])
     assert rc == 2
     assert message in capsys.readouterr().err

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from segmentation_ros import imageio
+from segmentation_ros.engine import imageio
 
 
 def _names(directory: Path) -> list[str]:

@@ -11,9 +11,9 @@ import yaml
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 from torchvision.models.segmentation import FCN_ResNet50_Weights
 
-from segmentation_ros.engine import SegmentationEngine
-from segmentation_ros.labels import LabelClass, LabelSet, builtin_label_sets, get_label_set, palette
-from segmentation_ros.paths import config_dir
+from segmentation_ros.engine.labels import LabelClass, LabelSet, builtin_label_sets, get_label_set, palette
+from segmentation_ros.engine.paths import config_dir
+from segmentation_ros.engine.pipeline import SegmentationEngine
 
 SHAPES_YAML = Path(__file__).resolve().parent.parent / "config" / "labels" / "shapes.yaml"
 

@@ -1,4 +1,4 @@
-"""Unit tests of segmentation_ros.launch_helpers, the ROS-free part of the launch files."""
+"""Unit tests of segmentation_ros.ros.launch_helpers, the ROS-free part of the launch files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segmentation_ros.launch_helpers import (
+from segmentation_ros.ros.launch_helpers import (
     RVIZ_TOPICS,
     TASKS,
     as_bool,
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_module_imports_no_ros() -> None:
     code = (
-        "import sys, segmentation_ros.launch_helpers\n"
+        "import sys, segmentation_ros.ros.launch_helpers\n"
         "ros = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'launch', 'launch_ros', 'ament_index_python', 'rclpy', 'torch'})\n"
         "assert not ros, ros\n"
@@ -216,7 +216,7 @@ def test_rviz_remappings_without_namespace(namespace: str) -> None:
 
 
 def test_tasks_are_the_engines() -> None:
-    from segmentation_ros import launch_helpers
-    from segmentation_ros.engine import TASKS as ENGINE_TASKS
+    from segmentation_ros.engine.pipeline import TASKS as ENGINE_TASKS
+    from segmentation_ros.ros import launch_helpers
 
     assert launch_helpers.TASKS == ENGINE_TASKS

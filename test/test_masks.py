@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from segmentation_ros.masks import bincount, boxes_from_masks, paint_instance_ids, paste_masks
+from segmentation_ros.engine.masks import bincount, boxes_from_masks, paint_instance_ids, paste_masks
 
 H, W = 97, 131
 
@@ -151,7 +151,7 @@ def test_paste_inside_and_outside_inference_mode_in_one_thread() -> None:
 def test_device_paste_runs_here_and_equals_the_cpu_paste() -> None:
     """The CUDA path (whole-image batched matmuls) is plain torch: run on the CPU it must give the
     definition's masks and exactly the CPU path's."""
-    from segmentation_ros.masks import _paste_whole
+    from segmentation_ros.engine.masks import _paste_whole
 
     boxes = random_boxes(40, H, W, max_side=70, seed=11)
     boxes[0] = torch.tensor([-20.0, -20.0, W + 20.0, H + 20.0])  # beyond the image on every side
@@ -250,7 +250,7 @@ def test_paint_random_masks_matches_reference() -> None:
 def test_cpu_region_paint_equals_the_device_paint() -> None:
     """The CPU paints each mask over its own rows and columns; the device path (one argmax over the
     whole image, run here on the CPU) gives the same map, pasted masks with empty ones included."""
-    from segmentation_ros.masks import _paint_whole
+    from segmentation_ros.engine.masks import _paint_whole
 
     boxes = random_boxes(40, H, W, max_side=60, seed=7)
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, W)
@@ -263,7 +263,7 @@ def test_cpu_region_paint_equals_the_device_paint() -> None:
 
 
 def test_mask_extents_are_the_tight_rows_and_columns() -> None:
-    from segmentation_ros.masks import mask_extents
+    from segmentation_ros.engine.masks import mask_extents
 
     masks = torch.zeros(3, 6, 8, dtype=torch.bool)
     masks[0, 2, 3] = True

@@ -10,11 +10,10 @@ import types
 import numpy as np
 import pytest
 
-from segmentation_ros.messages import (
+from segmentation_ros.ros.messages import (
     SUPPORTED_DISTROS,
     VISION_MSGS_DEFINITIONS,
     MessageFactory,
-    RclpyFactory,
     RosbagsFactory,
     deserialize,
     make_header,
@@ -27,6 +26,7 @@ from segmentation_ros.messages import (
     time_from_ns,
     time_to_ns,
 )
+from segmentation_ros.ros.rclpy_messages import RclpyFactory
 
 ROUND_TRIP_DISTROS = ("humble", "jazzy")
 
@@ -81,7 +81,7 @@ def test_factories_satisfy_the_protocol() -> None:
 
 def test_module_does_not_import_rclpy() -> None:
     code = (
-        "import sys, segmentation_ros.messages, segmentation_ros.conversions; print('rclpy' in sys.modules)"
+        "import sys, segmentation_ros.ros.messages, segmentation_ros.ros.conversions; print('rclpy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

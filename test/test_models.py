@@ -24,10 +24,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segmentation_ros.engine import SegmentationEngine, panoptic_label_space
-from segmentation_ros.panoptic import decode_panoptic
-from segmentation_ros.registry import get_model_entry, list_models
-from segmentation_ros.results import InstanceResult, Segmentation, SemanticResult
+from segmentation_ros.engine.panoptic import decode_panoptic
+from segmentation_ros.engine.pipeline import SegmentationEngine, panoptic_label_space
+from segmentation_ros.engine.registry import get_model_entry, list_models
+from segmentation_ros.engine.results import InstanceResult, Segmentation, SemanticResult
 
 H, W = 97, 131  # odd on purpose: nothing may assume a multiple of the network stride
 GRAY_H, GRAY_W = 61, 83
@@ -461,7 +461,7 @@ def test_half_precision_on_cpu_runs_fp32_with_a_warning(frames, caplog) -> None:
     torch.manual_seed(0)
     fp32 = SegmentationEngine(**engine_options(name))
     torch.manual_seed(0)
-    with caplog.at_level(logging.WARNING, logger="segmentation_ros.engine"):
+    with caplog.at_level(logging.WARNING, logger="segmentation_ros.engine.pipeline"):
         fp16 = SegmentationEngine(**engine_options(name, precision="fp16"))
     assert any("needs CUDA" in r.getMessage() for r in caplog.records)
     assert_same(fp16.segment(frames["rgb1"]), fp32.segment(frames["rgb1"]))

@@ -2,9 +2,9 @@
 
 Tiny camera frames (48x64) go through randomly initialised models on the CPU (weights none: no
 download), LR-ASPP for semantic and Mask R-CNN for instance and panoptic, and every output message
-is checked against the contract in :data:`segmentation_ros.node_core.OUTPUTS`: topics, types,
+is checked against the contract in :data:`segmentation_ros.ros.node_core.OUTPUTS`: topics, types,
 encodings, headers, sizes, ids, label infos, and a CDR round trip. The live rclpy node
-(``segmentation_ros/node.py``) is a thin adapter over this core; it is imported only where rclpy is.
+(``segmentation_ros/ros/node.py``) is a thin adapter over this core; it is imported only where rclpy is.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import pytest
 import torch
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
-from segmentation_ros.conversions import image_to_numpy, numpy_to_compressed, numpy_to_image
-from segmentation_ros.messages import (
+from segmentation_ros.engine.weights import WeightsError
+from segmentation_ros.ros.conversions import image_to_numpy, numpy_to_compressed, numpy_to_image
+from segmentation_ros.ros.messages import (
     RosbagsFactory,
     deserialize,
     make_header,
@@ -30,7 +31,7 @@ from segmentation_ros.messages import (
     serialize,
     time_to_ns,
 )
-from segmentation_ros.node_core import (
+from segmentation_ros.ros.node_core import (
     OUTPUTS,
     PARAMETERS,
     Frame,
@@ -39,7 +40,6 @@ from segmentation_ros.node_core import (
     SegmentationCore,
     validate_parameters,
 )
-from segmentation_ros.weights import WeightsError
 
 DISTROS = ("humble", "jazzy")
 TASKS = ("semantic", "instance", "panoptic")
@@ -75,7 +75,7 @@ DIAGNOSTIC_KEYS = [
 COCO_GAPS = {
     i for i, name in enumerate(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]) if name == "N/A"
 }
-NODE_PY = Path(__file__).resolve().parents[1] / "segmentation_ros" / "node.py"
+NODE_PY = Path(__file__).resolve().parents[1] / "segmentation_ros" / "ros" / "node.py"
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -584,7 +584,7 @@ def test_diagnostics_while_the_inference_thread_appends(factory: RosbagsFactory)
 # ---- the rclpy node ---------------------------------------------------------------------------------
 def test_node_module_imports_where_rclpy_is() -> None:
     pytest.importorskip("rclpy")
-    import segmentation_ros.node as node
+    import segmentation_ros.ros.node as node
 
     assert callable(node.main) and issubclass(node.SegmentationNode, node.LifecycleNode)
 
@@ -645,8 +645,8 @@ def test_configure_freezes_live_objects_out_of_the_collector_and_cleanup_release
 def test_parameter_defaults_are_the_engine_and_cli_defaults() -> None:
     """The node's parameters, the CLI's options and EngineConfig state each default once; they must
     agree (labels and classes differ only in how 'unset' is spelled)."""
-    from segmentation_ros.cli import build_parser
-    from segmentation_ros.engine import EngineConfig
+    from segmentation_ros.engine.pipeline import EngineConfig
+    from segmentation_ros.tools.cli import build_parser
 
     engine = EngineConfig()
     spelled = {"semantic_labels": "", "instance_labels": "", "classes": [0]}

@@ -29,11 +29,12 @@ import numpy as np
 import pytest
 from live_ros import LiveNode, Probe, ros_type
 
-from segmentation_ros.conversions import image_to_numpy, numpy_to_image
-from segmentation_ros.labels import get_label_set
-from segmentation_ros.messages import RclpyFactory, make_header, message_to_dict, time_to_ns
-from segmentation_ros.node_core import OUTPUTS, topic_name
-from segmentation_ros.synthetic import generate_scene
+from segmentation_ros.engine.labels import get_label_set
+from segmentation_ros.ros.conversions import image_to_numpy, numpy_to_image
+from segmentation_ros.ros.messages import make_header, message_to_dict, time_to_ns
+from segmentation_ros.ros.node_core import OUTPUTS, topic_name
+from segmentation_ros.ros.rclpy_messages import RclpyFactory
+from segmentation_ros.tools.synthetic import generate_scene
 
 WIDTH, HEIGHT = 224, 168  # the demo models' training size: they find the objects
 DIVISOR = 1000
@@ -422,8 +423,8 @@ def test_input_rate_counts_every_arriving_frame(probe: Probe, panoptic: LiveNode
 
 
 def test_the_node_loads_the_large_images_profile_unless_told_otherwise(panoptic: LiveNode) -> None:
-    from segmentation_ros.node import large_images_profile
-    from segmentation_ros.paths import config_dir
+    from segmentation_ros.engine.paths import config_dir
+    from segmentation_ros.ros.node_core import large_images_profile
 
     profile = str(config_dir() / "fastdds_large_images.xml")
     assert f"Fast DDS profile for large images: {profile}" in panoptic.log()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segmentation_ros import launch_helpers
+from segmentation_ros.ros import launch_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -310,10 +310,10 @@ def test_launch_file_imports_existing_helpers(name: str) -> None:
     imported = [
         alias.name
         for node in ast.walk(_launch_tree(name))
-        if isinstance(node, ast.ImportFrom) and node.module == "segmentation_ros.launch_helpers"
+        if isinstance(node, ast.ImportFrom) and node.module == "segmentation_ros.ros.launch_helpers"
         for alias in node.names
     ]
-    assert imported, f"{name}: expected to use segmentation_ros.launch_helpers"
+    assert imported, f"{name}: expected to use segmentation_ros.ros.launch_helpers"
     missing = [helper for helper in imported if not hasattr(launch_helpers, helper)]
     assert not missing, f"{name} imports names launch_helpers does not define: {missing}"
 
@@ -362,7 +362,7 @@ def test_bridge_matches_the_world_camera_topics() -> None:
 
 # ---- agreement with the node's own parameter table ------------------------------------------------
 def test_parameter_table_matches_node_core() -> None:
-    node_core = pytest.importorskip("segmentation_ros.node_core")  # imports torch
+    node_core = pytest.importorskip("segmentation_ros.ros.node_core")  # imports torch
     kinds = {
         str: STRING_PARAMETERS,
         float: DOUBLE_PARAMETERS,
@@ -382,7 +382,7 @@ def test_parameter_table_matches_node_core() -> None:
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_params_file_passes_node_core_validation(config: str) -> None:
-    node_core = pytest.importorskip("segmentation_ros.node_core")
+    node_core = pytest.importorskip("segmentation_ros.ros.node_core")
     params = {
         name: value
         for name, value in _params(config).items()
@@ -395,7 +395,7 @@ def test_readme_parameter_table_is_node_core() -> None:
     """The README lists every parameter once, with node_core's default, range, choices and mutability."""
     import json
 
-    node_core = pytest.importorskip("segmentation_ros.node_core")  # imports torch
+    node_core = pytest.importorskip("segmentation_ros.ros.node_core")  # imports torch
     readme = (ROOT / "README.md").read_text()
     table = readme[readme.index("| name | default | range / choices | description | changes |") :]
     rows = {}

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.engine import panoptic_label_space
-from segmentation_ros.labels import LabelClass, LabelSet, get_label_set
-from segmentation_ros.panoptic import (
+from segmentation_ros.engine.labels import LabelClass, LabelSet, get_label_set
+from segmentation_ros.engine.panoptic import (
     decode_panoptic,
     encode_panoptic,
     fuse_panoptic,
     id_to_rgb,
     rgb_to_id,
 )
+from segmentation_ros.engine.pipeline import panoptic_label_space
 
 H, W = 10, 12
 # Semantic model classes: 0 void, 1 road (stuff), 2 car (a thing: left to the instance model),
@@ -286,7 +286,7 @@ def test_label_space_moves_stuff_ids_that_collide_with_things() -> None:
 def test_cpu_region_claiming_equals_the_device_loop(seed: int) -> None:
     """The CPU fusion claims pixels inside each mask's rows and columns only; the device loop works
     on whole images. Same greedy rule, so the same owners and the same kept instances."""
-    from segmentation_ros.panoptic import _claim, _claim_in_regions
+    from segmentation_ros.engine.panoptic import _claim, _claim_in_regions
 
     g = torch.Generator().manual_seed(seed)
     n, height, width = 30, 48, 64

@@ -1,7 +1,7 @@
 """The real ROS 2 message types: the generated vision_msgs and rclpy's classes against rosbags'.
 
 ``make test`` generates vision_msgs with the rosidl generator wheels from the definitions in
-:mod:`segmentation_ros.messages` (``scripts/ros_env.py``). Here that package must be the released
+:mod:`segmentation_ros.ros.messages` (``scripts/ros_env.py``). Here that package must be the released
 one on the wire: the type hash DDS announces for each type is upstream's, and rclpy's CDR bytes of
 every message the node publishes equal the bytes the offline processor writes with rosbags.
 """
@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.conversions import numpy_to_image
-from segmentation_ros.messages import (
+from segmentation_ros.ros.conversions import numpy_to_image
+from segmentation_ros.ros.messages import (
     VISION_MSGS_DEFINITIONS,
-    RclpyFactory,
     RosbagsFactory,
     make_header,
     make_typestore,
     message_to_dict,
     messages_equal,
 )
-from segmentation_ros.node_core import Frame, Output, SegmentationCore
+from segmentation_ros.ros.node_core import Frame, Output, SegmentationCore
+from segmentation_ros.ros.rclpy_messages import RclpyFactory
 
 #: RIHS01 type hashes of upstream vision_msgs: computed with rosbags' ``Typestore.hash_rihs01`` from
 #: the ``.msg`` files (comments included) of ros-perception/vision_msgs at tag 4.1.1, whose message

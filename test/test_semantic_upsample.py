@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segmentation_ros import engine
-from segmentation_ros.engine import upsampled_argmax
+from segmentation_ros.engine import pipeline as engine
+from segmentation_ros.engine.pipeline import upsampled_argmax
 
 
 def _dense(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Tests of the synthetic Gazebo-style frames (segmentation_ros.synthetic): geometry, labels, COCO."""
+"""Tests of the synthetic Gazebo-style frames (segmentation_ros.tools.synthetic): geometry, labels, COCO."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from segmentation_ros.labels import get_label_set
-from segmentation_ros.panoptic import rgb_to_id
-from segmentation_ros.synthetic import (
+from segmentation_ros.engine.labels import get_label_set
+from segmentation_ros.engine.panoptic import rgb_to_id
+from segmentation_ros.engine.visualize import colorize_instances, colorize_labels
+from segmentation_ros.tools.synthetic import (
     CameraPose,
     generate_scene,
     generate_scenes,
@@ -22,7 +23,6 @@ from segmentation_ros.synthetic import (
     shapes_categories,
     write_dataset,
 )
-from segmentation_ros.visualize import colorize_instances, colorize_labels
 
 W, H = 96, 72
 GROUND, SKY, THINGS = 1, 2, (3, 4, 5)
@@ -154,7 +154,7 @@ def test_perspective_far_objects_smaller():
     """A sphere seen twice as far away covers about a quarter of the pixels."""
     import dataclasses
 
-    from segmentation_ros.synthetic import CameraIntrinsics, Primitive, render
+    from segmentation_ros.tools.synthetic import CameraIntrinsics, Primitive, render
 
     base = generate_scene(0, W, H).world
     intrinsics = CameraIntrinsics(160, 120, 100.0, 100.0, 79.5, 59.5)

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros import train as train_module
-from segmentation_ros.cli import build_parser, main
-from segmentation_ros.demo_models import TRAIN_SIZE
-from segmentation_ros.engine import SegmentationEngine
-from segmentation_ros.imageio import read_image
-from segmentation_ros.labels import LabelSet, get_label_set
-from segmentation_ros.panoptic import rgb_to_id
-from segmentation_ros.paths import models_dir
-from segmentation_ros.registry import build_model, get_model_entry
-from segmentation_ros.synthetic import generate_scene, write_dataset
-from segmentation_ros.train import (
+from segmentation_ros.engine.imageio import read_image
+from segmentation_ros.engine.labels import LabelSet, get_label_set
+from segmentation_ros.engine.models.shapes import TRAIN_SIZE
+from segmentation_ros.engine.panoptic import rgb_to_id
+from segmentation_ros.engine.paths import models_dir
+from segmentation_ros.engine.pipeline import SegmentationEngine
+from segmentation_ros.engine.registry import build_model, get_model_entry
+from segmentation_ros.tools import train as train_module
+from segmentation_ros.tools.cli import build_parser, main
+from segmentation_ros.tools.synthetic import generate_scene, write_dataset
+from segmentation_ros.tools.train import (
     CHECKPOINT_NAME,
     LOG_NAME,
     TrainConfig,

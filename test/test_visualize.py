@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.labels import get_label_set
-from segmentation_ros.results import InstanceResult, Segmentation, SemanticResult
-from segmentation_ros.visualize import (
+from segmentation_ros.engine.labels import get_label_set
+from segmentation_ros.engine.results import InstanceResult, Segmentation, SemanticResult
+from segmentation_ros.engine.visualize import (
     _INSTANCE_COLORS,
     colorize_instances,
     colorize_labels,
@@ -110,8 +110,8 @@ def test_overlay_with_precomputed_colors_is_the_same_picture() -> None:
 def test_colorize_panoptic_class_colour_shifted_per_instance() -> None:
     """Each pixel: its segment's class colour, shifted by ``(instance * 37) % 96 - 48`` for things
     (clipped to 0..255), black for void; computed here per pixel from the encoded map."""
-    from segmentation_ros.panoptic import Segment
-    from segmentation_ros.results import PanopticResult
+    from segmentation_ros.engine.panoptic import Segment
+    from segmentation_ros.engine.results import PanopticResult
 
     coco = get_label_set("coco")
     divisor = 1000

@@ -12,9 +12,14 @@ import pytest
 import torch
 from torchvision.models import segmentation
 
-from segmentation_ros.labels import get_label_set
-from segmentation_ros.registry import build_model, get_model_entry
-from segmentation_ros.weights import WeightsError, apply_state_dict, hub_checkpoint_path, save_checkpoint
+from segmentation_ros.engine.labels import get_label_set
+from segmentation_ros.engine.registry import build_model, get_model_entry
+from segmentation_ros.engine.weights import (
+    WeightsError,
+    apply_state_dict,
+    hub_checkpoint_path,
+    save_checkpoint,
+)
 
 NAME = "lraspp_mobilenet_v3_large"  # the smallest registered torchvision architecture
 ENUM = segmentation.LRASPP_MobileNet_V3_Large_Weights

@@ -21,7 +21,7 @@ def share_dir() -> Path:
     env = os.environ.get("SEGMENTATION_ROS_SHARE")
     if env:
         return Path(env)
-    source_root = Path(__file__).resolve().parent.parent
+    source_root = Path(__file__).resolve().parents[2]  # <root>/segmentation_ros/engine/paths.py
     if (source_root / "config").is_dir() and (source_root / "package.xml").is_file():
         return source_root
     try:  # a ROS install: ament_index knows the prefix

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .engine import PRECISIONS, TASKS, EngineConfig
+from segmentation_ros.engine.pipeline import PRECISIONS, TASKS, EngineConfig
 
 __all__ = ["main", "add_model_arguments", "engine_config_from_args", "build_parser"]
 
@@ -65,7 +65,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = 
 
 def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
     """Pair ``--model``/``--weights``/``--labels`` by position and fill the task's model slots."""
-    from .registry import get_model_entry
+    from segmentation_ros.engine.registry import get_model_entry
 
     models = list(args.model)
     if len(args.weights) > 1 and len(args.weights) != len(models):
@@ -111,10 +111,10 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
 
 # ---- segment ------------------------------------------------------------------------------------
 def _segment(args: argparse.Namespace) -> int:
-    from .engine import SegmentationEngine
-    from .imageio import read_image, write_json, write_png
-    from .panoptic import id_to_rgb
-    from .visualize import overlay
+    from segmentation_ros.engine.imageio import read_image, write_json, write_png
+    from segmentation_ros.engine.panoptic import id_to_rgb
+    from segmentation_ros.engine.pipeline import SegmentationEngine
+    from segmentation_ros.engine.visualize import overlay
 
     engine = SegmentationEngine(engine_config_from_args(args))
     out_dir = Path(args.out)
@@ -154,8 +154,8 @@ def _segment(args: argparse.Namespace) -> int:
 
 # ---- models -------------------------------------------------------------------------------------
 def _models(args: argparse.Namespace) -> int:
-    from .labels import get_label_set
-    from .registry import get_model_entry, list_models
+    from segmentation_ros.engine.labels import get_label_set
+    from segmentation_ros.engine.registry import get_model_entry, list_models
 
     rows = []
     for name in list_models(args.task):
@@ -180,11 +180,11 @@ def _models(args: argparse.Namespace) -> int:
 # ---- parser -------------------------------------------------------------------------------------
 _EXTRA_COMMANDS: list[tuple[str, str]] = [
     # (module, function) adding a subcommand: add_subcommand(subparsers) -> None
-    ("segmentation_ros.bag", "add_subcommand"),
-    ("segmentation_ros.bench", "add_subcommand"),
-    ("segmentation_ros.train", "add_subcommand"),
-    ("segmentation_ros.evaluate", "add_subcommand"),
-    ("segmentation_ros.demo", "add_subcommand"),
+    ("segmentation_ros.tools.bag_command", "add_subcommand"),
+    ("segmentation_ros.tools.bench", "add_subcommand"),
+    ("segmentation_ros.tools.train", "add_subcommand"),
+    ("segmentation_ros.tools.evaluate", "add_subcommand"),
+    ("segmentation_ros.tools.demo", "add_subcommand"),
 ]
 
 

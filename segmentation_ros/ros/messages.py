@@ -1,9 +1,9 @@
 """Message factories: build ROS 2 messages without importing rclpy.
 
 The node core builds every output message through a :class:`MessageFactory`, so the same code runs
-with rclpy's generated classes (live node, :class:`RclpyFactory`) and with rosbags' dataclasses
-(offline bag processing and the tests, :class:`RosbagsFactory`). Nothing here imports rclpy at module
-level; :class:`RclpyFactory` imports it inside its methods.
+with rclpy's generated classes (live node,
+:class:`~segmentation_ros.ros.rclpy_messages.RclpyFactory`) and with rosbags' dataclasses (offline
+bag processing and the tests, :class:`RosbagsFactory`). Nothing here imports rclpy.
 
 rosbags ships the standard interfaces of each distro (``std_msgs``, ``sensor_msgs``,
 ``diagnostic_msgs``, ...) but not ``vision_msgs``; :func:`make_typestore` registers those from
@@ -21,8 +21,6 @@ from __future__ import annotations
 import array
 import dataclasses
 import functools
-import importlib
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
@@ -36,7 +34,6 @@ __all__ = [
     "VISION_MSGS_DEFINITIONS",
     "VISION_MSGS_RELEASES",
     "MessageFactory",
-    "RclpyFactory",
     "RosbagsFactory",
     "as_uint8_array",
     "deserialize",
@@ -46,7 +43,6 @@ __all__ = [
     "message_to_dict",
     "messages_equal",
     "normalize_type_name",
-    "rclpy_message_class",
     "serialize",
     "time_from_ns",
     "time_to_ns",
@@ -345,69 +341,6 @@ class RosbagsFactory:
         if isinstance(data, np.ndarray):
             data = data.tobytes()
         return self.typestore.deserialize_cdr(data, normalize_type_name(type_name))
-
-
-@functools.cache
-def rclpy_message_class(type_name: str) -> type:
-    """The rosidl-generated Python class of ``type_name`` ("sensor_msgs/msg/Image" or "sensor_msgs/Image").
-
-    What ``rosidl_runtime_py.utilities.get_message`` does, with nothing but importlib: the class
-    lives in the interface package's ``msg`` module. Raises ``ImportError`` naming the type when
-    its package is not installed.
-    """
-    package, kind, name = normalize_type_name(type_name).split("/")
-    try:
-        return getattr(importlib.import_module(f"{package}.{kind}"), name)
-    except (ImportError, AttributeError) as exc:
-        raise ImportError(f"message type {type_name!r} is not installed ({exc})") from exc
-
-
-class RclpyFactory:
-    """:class:`MessageFactory` over rclpy's generated message classes (needs a sourced ROS 2).
-
-    rclpy and the message packages are imported inside the methods, so constructing this class, or
-    importing this module, works without ROS.
-    """
-
-    def __init__(self, distro: str | None = None) -> None:
-        self.distro = distro if distro is not None else os.environ.get("ROS_DISTRO", "")
-
-    def __repr__(self) -> str:
-        return f"RclpyFactory(distro={self.distro!r})"
-
-    def new(self, type_name: str, **fields: Any) -> Any:
-        """Return a new rclpy message; see :meth:`MessageFactory.new`.
-
-        Raises:
-            TypeError: unknown field name.
-        """
-        name = normalize_type_name(type_name)
-        msg = rclpy_message_class(name)()
-        known = msg.get_fields_and_field_types()
-        unknown = sorted(set(fields) - set(known))
-        if unknown:
-            raise TypeError(f"{name} has no field(s) {unknown}; its fields are {list(known)}")
-        for field, value in fields.items():
-            setattr(msg, field, value)
-        return msg
-
-    def uint8_array(self, data: Any) -> array.array:
-        """Return ``data``'s bytes as ``array.array('B')``, the type rclpy stores ``uint8[]`` in (one copy)."""
-        out = array.array("B")
-        out.frombytes(as_uint8_array(data).data)
-        return out
-
-    def serialize(self, msg: Any, type_name: str | None = None) -> bytes:
-        """Serialize ``msg`` to CDR bytes with rclpy (``type_name`` is not needed and ignored)."""
-        from rclpy.serialization import serialize_message
-
-        return serialize_message(msg)
-
-    def deserialize(self, data: bytes, type_name: str) -> Any:
-        """Deserialize CDR bytes into an rclpy message of ``type_name``."""
-        from rclpy.serialization import deserialize_message
-
-        return deserialize_message(bytes(data), rclpy_message_class(type_name))
 
 
 def make_time(factory: MessageFactory, sec: int = 0, nanosec: int = 0) -> Any:

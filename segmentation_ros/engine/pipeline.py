@@ -28,12 +28,12 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
 
-from .cuda_graphs import GraphedCallable
-from .labels import LabelClass, LabelSet
-from .masks import bincount, lookup, paint_instance_ids, paste_masks
-from .panoptic import encode_panoptic, fuse_panoptic
-from .registry import LoadedModel, build_model, get_model_entry
-from .results import InstanceResult, PanopticResult, Segmentation, SemanticResult
+from segmentation_ros.engine.cuda_graphs import GraphedCallable
+from segmentation_ros.engine.labels import LabelClass, LabelSet
+from segmentation_ros.engine.masks import bincount, lookup, paint_instance_ids, paste_masks
+from segmentation_ros.engine.panoptic import encode_panoptic, fuse_panoptic
+from segmentation_ros.engine.registry import LoadedModel, build_model, get_model_entry
+from segmentation_ros.engine.results import InstanceResult, PanopticResult, Segmentation, SemanticResult
 
 __all__ = [
     "EngineConfig",

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .paths import config_dir
+from segmentation_ros.engine.paths import config_dir
 
 __all__ = ["LabelClass", "LabelSet", "get_label_set", "palette", "builtin_label_sets"]
 

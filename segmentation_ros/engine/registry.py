@@ -7,22 +7,24 @@ Registering another architecture is one call::
         return MyNet(num_classes)
 
 A builder returns a randomly initialised module for ``num_classes`` outputs and never downloads
-anything; weights are loaded afterwards by :func:`build_model` (see :mod:`segmentation_ros.weights`).
+anything; weights are loaded afterwards by :func:`build_model` (see :mod:`segmentation_ros.engine.weights`).
 Semantic modules return ``{"out": logits}`` like torchvision's; instance modules are torchvision
 ``MaskRCNN`` instances.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from importlib.metadata import entry_points
 from typing import Any
 
 import torch
 from torchvision.models import detection, segmentation
 
-from .labels import LabelSet
+from segmentation_ros.engine.labels import LabelSet
 
 __all__ = ["ModelEntry", "LoadedModel", "register_model", "get_model_entry", "list_models", "build_model", "TASKS"]
 
@@ -128,13 +130,13 @@ def build_model(
     Raises:
         WeightsError: the weights cannot be had or do not fit the model.
     """
-    from .weights import load_weights
+    from segmentation_ros.engine.weights import load_weights
 
     entry = get_model_entry(name)
     state, label_set, source, meta = load_weights(entry, weights, labels=labels, offline=offline)
     module = entry.builder(label_set.num_classes)
     if state is not None:
-        from .weights import apply_state_dict
+        from segmentation_ros.engine.weights import apply_state_dict
 
         apply_state_dict(module, state, entry=entry, labels=label_set, source=source)
     module.eval().requires_grad_(False)
@@ -172,12 +174,24 @@ for _name, _fn, _weights in [
     )
 
 
+#: Entry point group of model plugins: modules that call :func:`register_model` when imported. The
+#: demo models are one (``setup.py``); a third-party package adds its own models the same way.
+PLUGIN_GROUP = "segmentation_ros.models"
 _PLUGINS_LOADED = False
 
 
 def _ensure_plugins() -> None:
-    """Import modules that register further models (the demo models) on first registry use."""
+    """Import every registered model plugin (entry point group :data:`PLUGIN_GROUP`) on first use.
+
+    A plugin that fails to import is reported with a warning and skipped: one broken package must
+    not take every other model down.
+    """
     global _PLUGINS_LOADED
-    if not _PLUGINS_LOADED:
-        _PLUGINS_LOADED = True
-        from . import demo_models  # noqa: F401  (registers shapes_* models)
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for entry_point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        try:
+            entry_point.load()
+        except Exception as exc:  # noqa: BLE001 - any failure of foreign code
+            warnings.warn(f"model plugin {entry_point.name!r} ({entry_point.value}) failed to load: {exc!r}", stacklevel=2)

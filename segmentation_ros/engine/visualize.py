@@ -10,8 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .labels import LabelSet, palette
-from .results import PanopticResult, Segmentation
+from segmentation_ros.engine.labels import LabelSet, palette
+from segmentation_ros.engine.results import PanopticResult, Segmentation
 
 __all__ = ["colorize_labels", "colorize_instances", "colorize_panoptic", "overlay", "side_by_side"]
 

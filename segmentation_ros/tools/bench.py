@@ -209,7 +209,7 @@ def full_options(device: str = "cuda") -> BenchOptions:
 
 
 def _repeat_defaults(device: str) -> dict[str, Any]:
-    from .engine import resolve_device
+    from segmentation_ros.engine.pipeline import resolve_device
 
     if resolve_device(device).type == "cuda":
         return {"warmup": 10, "repeats": 5, "iters": 20, "precisions": ("fp32", "bf16")}
@@ -353,7 +353,7 @@ def _measure(
 def _camera_frames(width: int, height: int, count: int, seed: int) -> list[np.ndarray]:
     """Deterministic camera frames: rendered synthetic scenes (objects on ground and sky), so that a
     trained model (the ``demo`` preset) sees class borders and objects as on a robot."""
-    from .synthetic import generate_scene
+    from segmentation_ros.tools.synthetic import generate_scene
 
     return [generate_scene(seed, width, height, split="test", index=i).image for i in range(count)]
 
@@ -381,8 +381,8 @@ def _make_core(
     min_size: int,
     cameras: list[str],
 ) -> Any:
-    from .messages import RosbagsFactory
-    from .node_core import SegmentationCore
+    from segmentation_ros.ros.messages import RosbagsFactory
+    from segmentation_ros.ros.node_core import SegmentationCore
 
     params: dict[str, Any] = {
         "task": workload.task,
@@ -409,9 +409,9 @@ def _make_core(
 
 
 def _image_frames(core: Any, frames: list[np.ndarray]) -> list[Any]:
-    from .conversions import numpy_to_image
-    from .messages import make_header
-    from .node_core import Frame
+    from segmentation_ros.ros.conversions import numpy_to_image
+    from segmentation_ros.ros.messages import make_header
+    from segmentation_ros.ros.node_core import Frame
 
     f = core.factory
     out = []
@@ -523,8 +523,8 @@ def _naive(
     import torch.nn.functional as F
     import torchvision.transforms.functional as TF
 
-    from .engine import IMAGENET_MEAN, IMAGENET_STD
-    from .registry import build_model
+    from segmentation_ros.engine.pipeline import IMAGENET_MEAN, IMAGENET_STD
+    from segmentation_ros.engine.registry import build_model
 
     engine = core.engine
     device = engine.device
@@ -661,7 +661,7 @@ def _paste_case(width: int, height: int, options: BenchOptions, device: torch.de
     """Batched :func:`paste_masks` vs torchvision's ``paste_masks_in_image`` (then thresholded)."""
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-    from .masks import paste_masks
+    from segmentation_ros.engine.masks import paste_masks
 
     n = options.paste_detections
     g = torch.Generator().manual_seed(options.seed)
@@ -761,7 +761,7 @@ DEFINITIONS = {
 
 def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every case and the mask-paste comparison; return the report (JSON-serialisable)."""
-    from .engine import PRECISIONS, resolve_device
+    from segmentation_ros.engine.pipeline import PRECISIONS, resolve_device
 
     device = resolve_device(options.device)
     for p in options.precisions:
@@ -1107,7 +1107,7 @@ def add_subcommand(subparsers: Any) -> None:
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     """The preset (``--quick``, ``--full``, or by device) with the command line's overrides."""
-    from .engine import resolve_device
+    from segmentation_ros.engine.pipeline import resolve_device
 
     device = resolve_device(args.device)
     full = args.full or (not args.quick and device.type == "cuda")
@@ -1138,7 +1138,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .imageio import atomic_write_bytes, write_json
+    from segmentation_ros.engine.imageio import atomic_write_bytes, write_json
 
     if args.threads is not None:
         if args.threads < 1:

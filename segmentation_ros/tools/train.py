@@ -1,23 +1,23 @@
 """``segmentation-ros train``: fine-tune a registered architecture on synthetic frames or a COCO set.
 
 Semantic models learn per-pixel cross-entropy on the semantic map (void ignored), on inputs
-normalised exactly as :class:`~segmentation_ros.engine.SegmentationEngine` feeds them. Instance
+normalised exactly as :class:`~segmentation_ros.engine.pipeline.SegmentationEngine` feeds them. Instance
 models are torchvision Mask R-CNNs trained in their own training mode, with boxes, labels and
 masks taken from the instance map.
 
 Data:
 
-- ``synthetic[:WxH]``: an endless, seeded stream from :func:`segmentation_ros.synthetic.generate_scene`
+- ``synthetic[:WxH]``: an endless, seeded stream from :func:`segmentation_ros.tools.synthetic.generate_scene`
   (split ``train``); sample ``k`` of the run is frame ``k``, so a resumed run sees exactly the
   frames the uninterrupted run would have.
-- a COCO directory as written by :func:`segmentation_ros.synthetic.write_dataset`:
+- a COCO directory as written by :func:`segmentation_ros.tools.synthetic.write_dataset`:
   ``annotations/instances.json`` (instance models) or ``annotations/panoptic.json`` with its PNGs
   in ``annotations/panoptic/`` (semantic models), images under ``images/``. Category ids are the
   model's label ids (matched by name first). Epochs are reshuffled from the seed.
 
 Output directory: ``checkpoint.pt`` (model, optimizer, scheduler, step, RNG state; what
 ``--resume`` continues from), ``<model>.pt`` (the weights alone, floats stored as fp16, loadable
-by :func:`~segmentation_ros.registry.build_model`), ``log.jsonl`` (one line of losses per step).
+by :func:`~segmentation_ros.engine.registry.build_model`), ``log.jsonl`` (one line of losses per step).
 """
 
 from __future__ import annotations
@@ -38,11 +38,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from .demo_models import TRAIN_SIZE as DEFAULT_SYNTHETIC_SIZE  # the demo models' training frames
-from .engine import IMAGENET_MEAN, IMAGENET_STD  # what the engine normalises semantic inputs with
-from .labels import LabelSet, get_label_set
-from .registry import ModelEntry, get_model_entry
-from .synthetic import parse_synthetic_spec
+from segmentation_ros.engine.labels import LabelSet, get_label_set
+from segmentation_ros.engine.models.shapes import (
+    TRAIN_SIZE as DEFAULT_SYNTHETIC_SIZE,  # the demo models' training frames
+)
+from segmentation_ros.engine.pipeline import (  # what the engine normalises semantic inputs with
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
+from segmentation_ros.engine.registry import ModelEntry, get_model_entry
+from segmentation_ros.tools.synthetic import parse_synthetic_spec
 
 __all__ = [
     "TrainConfig",
@@ -100,7 +105,7 @@ class TrainConfig:
 # ---- data -----------------------------------------------------------------------------------------
 def parse_data_spec(spec: str) -> tuple[str, Any]:
     """``"synthetic"`` / ``"synthetic:WxH"`` -> ("synthetic", (W, H)) (the rules of
-    :func:`~segmentation_ros.synthetic.parse_synthetic_spec`); a directory -> ("coco", Path)."""
+    :func:`~segmentation_ros.tools.synthetic.parse_synthetic_spec`); a directory -> ("coco", Path)."""
     size = parse_synthetic_spec(spec, DEFAULT_SYNTHETIC_SIZE)
     if size is not None:
         return "synthetic", size
@@ -121,7 +126,7 @@ class Sample:
 
 
 def _synthetic_sample(index: int, seed: int, size: tuple[int, int]) -> Sample:
-    from .synthetic import generate_scene
+    from segmentation_ros.tools.synthetic import generate_scene
 
     scene = generate_scene(seed, size[0], size[1], split="train", index=index)
     ids = np.arange(1, scene.num_instances + 1, dtype=scene.instances.dtype)
@@ -183,9 +188,9 @@ class _CocoSource:
     def __getitem__(self, i: int) -> Sample:
         from pycocotools import mask as mask_utils
 
-        from .evaluate import to_rle
-        from .imageio import read_image
-        from .panoptic import rgb_to_id
+        from segmentation_ros.engine.imageio import read_image
+        from segmentation_ros.engine.panoptic import rgb_to_id
+        from segmentation_ros.tools.evaluate import to_rle
 
         info = self.images[i]
         image = read_image(self._image_path(info["file_name"]))
@@ -297,7 +302,7 @@ def instance_targets(samples: list[Sample]) -> tuple[list[torch.Tensor], list[di
 # ---- model, optimiser, checkpoints ----------------------------------------------------------------
 def _build(entry: ModelEntry, weights: str | None, labels: LabelSet) -> tuple[torch.nn.Module, str]:
     """The architecture for ``labels``, initialised from ``weights`` where shapes fit."""
-    from .weights import load_weights
+    from segmentation_ros.engine.weights import load_weights
 
     module = entry.builder(labels.num_classes)
     state, _, source, _ = load_weights(entry, weights)
@@ -359,7 +364,7 @@ def export_weights(
 
     Loading casts them back: ``load_state_dict`` copies into the module's fp32 parameters.
     """
-    from .weights import save_checkpoint
+    from segmentation_ros.engine.weights import save_checkpoint
 
     copy = deepcopy(module).cpu()
     return save_checkpoint(
@@ -384,7 +389,7 @@ def _save_training_state(
     device: torch.device,
     **meta: Any,
 ) -> Path:
-    from .weights import save_checkpoint
+    from segmentation_ros.engine.weights import save_checkpoint
 
     return save_checkpoint(
         out / CHECKPOINT_NAME,
@@ -423,7 +428,7 @@ def _loss(
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; return a summary (steps, final loss, paths, seconds)."""
-    from .engine import resolve_device
+    from segmentation_ros.engine.pipeline import resolve_device
 
     cfg.validate()
     entry = get_model_entry(cfg.model)
@@ -677,6 +682,6 @@ def _main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    from .cli import main
+    from segmentation_ros.tools.cli import main
 
     sys.exit(main(["train", *sys.argv[1:]]))

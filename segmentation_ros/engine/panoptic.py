@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .masks import bincount, boxes_from_masks, lookup, mask_extents
+from segmentation_ros.engine.masks import bincount, boxes_from_masks, lookup, mask_extents
 
 __all__ = [
     "Segment",

@@ -29,7 +29,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.segmentation.lraspp import LRASPP
 
-from .registry import register_model
+from segmentation_ros.engine.registry import register_model
 
 __all__ = ["shapes_lraspp", "shapes_maskrcnn", "TRAIN_SIZE", "FPN_CHANNELS", "ANCHOR_SIZES"]
 

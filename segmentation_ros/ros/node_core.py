@@ -2,7 +2,7 @@
 
 It owns the parameters (with their descriptors), the message contract (which topics, types and
 encodings a task publishes), the newest-frame mailbox, and the step "input messages in, output
-messages out". Messages are built through a :class:`~segmentation_ros.messages.MessageFactory`, so
+messages out". Messages are built through a :class:`~segmentation_ros.ros.messages.MessageFactory`, so
 the same code runs with rclpy's classes (live) and rosbags' (offline and tests).
 """
 
@@ -19,12 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from .conversions import ConversionError, compressed_to_color, image_to_color, numpy_to_image
-from .engine import PRECISIONS, TASKS, EngineConfig, SegmentationEngine
-from .labels import LabelSet
-from .messages import MessageFactory, make_header, time_to_ns
-from .results import Segmentation
-from .visualize import colorize_labels, colorize_panoptic, overlay
+from segmentation_ros.engine.labels import LabelSet
+from segmentation_ros.engine.paths import config_dir
+from segmentation_ros.engine.pipeline import PRECISIONS, TASKS, EngineConfig, SegmentationEngine
+from segmentation_ros.engine.results import Segmentation
+from segmentation_ros.engine.visualize import colorize_labels, colorize_panoptic, overlay
+from segmentation_ros.ros.conversions import (
+    ConversionError,
+    compressed_to_color,
+    image_to_color,
+    numpy_to_image,
+)
+from segmentation_ros.ros.messages import MessageFactory, make_header, time_to_ns
 
 __all__ = [
     "ParameterSpec",
@@ -38,6 +44,8 @@ __all__ = [
     "SegmentationCore",
     "validate_parameters",
     "topic_name",
+    "large_images_profile",
+    "FASTDDS_PROFILE_VARIABLES",
 ]
 
 
@@ -137,6 +145,25 @@ def validate_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
     if len(set(params["cameras"])) != len(params["cameras"]):
         raise ValueError(f"parameter cameras: names must be unique, got {params['cameras']}")
     return params
+
+
+# ---- the node process -----------------------------------------------------------------------------
+FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def large_images_profile(environ: dict[str, str]) -> str | None:
+    """The Fast DDS profile this process should load, or None to leave DDS as the user set it.
+
+    Fast DDS's default 512 KB shared-memory segment loses or delays camera-sized outputs by
+    seconds; ``config/fastdds_large_images.xml`` gives the node 16 MB. A profile the user set, or
+    another RMW, is left alone. Read before rclpy starts: Fast DDS reads the variable then.
+    """
+    if any(environ.get(name) for name in FASTDDS_PROFILE_VARIABLES):
+        return None
+    if environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") not in ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp"):
+        return None
+    profile = config_dir() / "fastdds_large_images.xml"
+    return str(profile) if profile.is_file() else None
 
 
 # ---- the message contract -------------------------------------------------------------------------

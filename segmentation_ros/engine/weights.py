@@ -5,7 +5,7 @@ what was tried and where to put the file.
 
 Checkpoint files are either a plain state dict or a dict with ``"model"`` (or ``"state_dict"``)
 holding it; this package's own checkpoints also carry ``"arch"``, ``"labels"`` (a label set dict,
-see :mod:`segmentation_ros.labels`) and ``"meta"``, so the weights bring their class names.
+see :mod:`segmentation_ros.engine.labels`) and ``"meta"``, so the weights bring their class names.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from .imageio import atomic_write_bytes
-from .labels import LabelSet, get_label_set
-from .paths import models_dir
+from segmentation_ros.engine.imageio import atomic_write_bytes
+from segmentation_ros.engine.labels import LabelSet, get_label_set
+from segmentation_ros.engine.paths import models_dir
 
 __all__ = ["WeightsError", "load_weights", "apply_state_dict", "save_checkpoint", "hub_checkpoint_path"]
 

@@ -18,8 +18,8 @@ cover, and an unmatched ground-truth segment is always a false negative. (torchm
 also excuses predicted-void pixels; here they are given a placeholder stuff class that no ground truth
 has, which gives COCO's numbers, and that class is left out of every average.)
 
-Data: :class:`~segmentation_ros.synthetic.Scene` objects (the synthetic generator), a dataset
-directory in the layout :func:`~segmentation_ros.synthetic.write_dataset` writes, or
+Data: :class:`~segmentation_ros.tools.synthetic.Scene` objects (the synthetic generator), a dataset
+directory in the layout :func:`~segmentation_ros.tools.synthetic.write_dataset` writes, or
 :class:`EvalSample` objects. All numbers are fractions in [0, 1]; ``None`` where a metric is
 undefined (a class that occurs nowhere, AP without ground truth).
 
@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .labels import LabelSet
-from .panoptic import decode_panoptic
-from .results import InstanceResult, PanopticResult, Segmentation
+from segmentation_ros.engine.labels import LabelSet
+from segmentation_ros.engine.panoptic import decode_panoptic
+from segmentation_ros.engine.results import InstanceResult, PanopticResult, Segmentation
 
 __all__ = [
     "EvalSample",
@@ -105,8 +105,8 @@ class EvalSample:
 
     @classmethod
     def from_scene(cls, scene: Any, image_id: int | None = None) -> EvalSample:
-        """A synthetic :class:`~segmentation_ros.synthetic.Scene`: its exact maps; instances are its
-        visible instance-id map, as :func:`~segmentation_ros.synthetic.to_coco` exports them."""
+        """A synthetic :class:`~segmentation_ros.tools.synthetic.Scene`: its exact maps; instances are its
+        visible instance-id map, as :func:`~segmentation_ros.tools.synthetic.to_coco` exports them."""
         annotations = [
             _annotation(scene.instances == k, int(c))
             for k, c in enumerate(scene.instance_class_ids.tolist(), start=1)
@@ -178,7 +178,7 @@ def coco_samples(
 ) -> tuple[LabelSet, Iterator[EvalSample]]:
     """Read a COCO / COCO-panoptic dataset from disk, lazily.
 
-    Default layout (what :func:`~segmentation_ros.synthetic.write_dataset` writes): ``images/``,
+    Default layout (what :func:`~segmentation_ros.tools.synthetic.write_dataset` writes): ``images/``,
     ``annotations/instances.json``, ``annotations/panoptic.json`` and ``annotations/panoptic/*.png``;
     each path can be given on its own. Either JSON may be missing (then the metrics it feeds are
     not computed; instances then come from the panoptic things).
@@ -190,8 +190,8 @@ def coco_samples(
         the label set (the categories plus a void class) and the samples in file order (the
         first ``num`` of them); ``len`` of the samples is their number.
     """
-    from .imageio import read_image
-    from .panoptic import rgb_to_id
+    from segmentation_ros.engine.imageio import read_image
+    from segmentation_ros.engine.panoptic import rgb_to_id
 
     root = Path(root)
     images_dir = Path(images_dir) if images_dir else root / "images"
@@ -283,7 +283,7 @@ def _check_label_space(predicted: LabelSet, data: LabelSet, part: str) -> None:
         if c.id != predicted.void_id and (c.id not in data or data[c.id].name != c.name)
     ]
     if bad:
-        from .labels import builtin_label_sets
+        from segmentation_ros.engine.labels import builtin_label_sets
 
         hint = data.name if data.name in builtin_label_sets() else "SET (a label set YAML with these classes)"
         raise ValueError(
@@ -548,8 +548,8 @@ def _samples_and_labels(
 ) -> tuple[LabelSet, Iterator[EvalSample], str, int | None]:
     """Normalise the accepted data forms to (label set, samples, description, number of samples
     or None where the data does not say)."""
-    from .labels import get_label_set
-    from .synthetic import CocoDataset, Scene
+    from segmentation_ros.engine.labels import get_label_set
+    from segmentation_ros.tools.synthetic import CocoDataset, Scene
 
     if isinstance(data, CocoDataset):
         data = data.root
@@ -610,10 +610,10 @@ def evaluate(
     instances too), ``panoptic`` for a :class:`PanopticResult` (and ground truth for it exists).
 
     Args:
-        engine: a :class:`~segmentation_ros.engine.SegmentationEngine`, or any callable taking a list
+        engine: a :class:`~segmentation_ros.engine.pipeline.SegmentationEngine`, or any callable taking a list
             of (H, W, 3) uint8 RGB frames and returning one :class:`Segmentation` per frame at the
             frame's resolution. Frames come in data order.
-        data: synthetic ``Scene`` objects (a list or :func:`~segmentation_ros.synthetic.generate_scenes`),
+        data: synthetic ``Scene`` objects (a list or :func:`~segmentation_ros.tools.synthetic.generate_scenes`),
             :class:`EvalSample` objects, or a COCO dataset directory / ``CocoDataset``.
         label_set: the class ids the ground truth uses. Default: ``shapes`` for scenes, the
             categories for a COCO directory; required for EvalSamples. The model's classes must be
@@ -825,10 +825,10 @@ def format_report(report: dict) -> str:
 
 # ---- command line -------------------------------------------------------------------------------
 def _eval_command(args: argparse.Namespace) -> int:
-    from .cli import engine_config_from_args
-    from .engine import SegmentationEngine
-    from .imageio import write_json
-    from .synthetic import generate_scenes, parse_synthetic_spec
+    from segmentation_ros.engine.imageio import write_json
+    from segmentation_ros.engine.pipeline import SegmentationEngine
+    from segmentation_ros.tools.cli import engine_config_from_args
+    from segmentation_ros.tools.synthetic import generate_scenes, parse_synthetic_spec
 
     config = engine_config_from_args(args)
     if args.num is not None and args.num < 1:
@@ -879,8 +879,8 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def add_subcommand(subparsers: Any) -> None:
-    """Add ``eval`` to the ``segmentation-ros`` command line (see :mod:`segmentation_ros.cli`)."""
-    from .cli import add_model_arguments
+    """Add ``eval`` to the ``segmentation-ros`` command line (see :mod:`segmentation_ros.tools.cli`)."""
+    from segmentation_ros.tools.cli import add_model_arguments
 
     p = subparsers.add_parser(
         "eval",

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .paths import PACKAGE
+from segmentation_ros.engine.paths import PACKAGE
 
 TASKS = ("semantic", "instance", "panoptic")  # engine.TASKS, restated: launch files must not import torch
 # Image topics shown by config/segmentation.rviz (absolute there, remapped into the namespace).

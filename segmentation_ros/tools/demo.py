@@ -35,8 +35,8 @@ def _bag_images(bag: Path, topics: list[str]) -> dict[str, dict[int, np.ndarray]
     """topic -> {header stamp ns: image array} for the given Image topics of a bag."""
     from rosbags.highlevel import AnyReader
 
-    from .conversions import image_to_numpy
-    from .messages import time_to_ns
+    from segmentation_ros.ros.conversions import image_to_numpy
+    from segmentation_ros.ros.messages import time_to_ns
 
     out: dict[str, dict[int, np.ndarray]] = {t: {} for t in topics}
     with AnyReader([bag]) as reader:
@@ -64,12 +64,12 @@ def run_demo(
     Raises:
         ValueError: ``frames``, ``eval_scenes`` or ``picture_frames`` below 1.
     """
-    from .bag import load_engine, process_bag
-    from .evaluate import evaluate, format_report
-    from .imageio import write_json, write_png
-    from .labels import get_label_set
-    from .synthetic import generate_scenes, generate_sequence, write_sequence_bag
-    from .visualize import colorize_instances, colorize_labels, side_by_side
+    from segmentation_ros.engine.imageio import write_json, write_png
+    from segmentation_ros.engine.labels import get_label_set
+    from segmentation_ros.engine.visualize import colorize_instances, colorize_labels, side_by_side
+    from segmentation_ros.ros.bag import load_engine, process_bag
+    from segmentation_ros.tools.evaluate import evaluate, format_report
+    from segmentation_ros.tools.synthetic import generate_scenes, generate_sequence, write_sequence_bag
 
     for name, value in (("frames", frames), ("eval_scenes", eval_scenes), ("picture_frames", picture_frames)):
         if value < 1:
@@ -128,7 +128,7 @@ def run_demo(
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from .evaluate import format_report
+    from segmentation_ros.tools.evaluate import format_report
 
     result = run_demo(
         args.out,

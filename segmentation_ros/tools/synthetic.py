@@ -43,9 +43,9 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .imageio import atomic_write_bytes, write_png
-from .labels import get_label_set
-from .panoptic import id_to_rgb
+from segmentation_ros.engine.imageio import atomic_write_bytes, write_png
+from segmentation_ros.engine.labels import get_label_set
+from segmentation_ros.engine.panoptic import id_to_rgb
 
 __all__ = [
     "CameraIntrinsics",
@@ -1301,7 +1301,7 @@ def write_dataset(
     and write them with :func:`to_coco`. The generator settings are recorded in ``info``."""
     scenes = generate_scenes(n, seed, width, height, split=split, **kwargs)
     info = {
-        "generator": "segmentation_ros.synthetic",
+        "generator": "segmentation_ros.tools.synthetic",
         "seed": int(seed),
         "split": split,
         "width": width,
@@ -1320,7 +1320,7 @@ def render_preview(scene: Scene) -> np.ndarray:
     Returns:
         (H, 3 W, 3) uint8 RGB; semantic in the label set's colours, instances in distinct colours.
     """
-    from .visualize import colorize_instances, colorize_labels
+    from segmentation_ros.engine.visualize import colorize_instances, colorize_labels
 
     semantic = colorize_labels(scene.semantic, get_label_set("shapes"))
     return np.concatenate([scene.image, semantic, colorize_instances(scene.instances)], axis=1)
@@ -1355,9 +1355,9 @@ def write_sequence_bag(
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from .bag import atomic_bag, bag_qos
-    from .conversions import numpy_to_image
-    from .messages import RosbagsFactory, make_header
+    from segmentation_ros.ros.bag import atomic_bag, bag_qos
+    from segmentation_ros.ros.conversions import numpy_to_image
+    from segmentation_ros.ros.messages import RosbagsFactory, make_header
 
     factory = RosbagsFactory(distro)
     store = factory.typestore

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .labels import LabelSet
-from .panoptic import Segment
+from segmentation_ros.engine.labels import LabelSet
+from segmentation_ros.engine.panoptic import Segment
 
 __all__ = ["SemanticResult", "InstanceResult", "PanopticResult", "Segmentation"]
 

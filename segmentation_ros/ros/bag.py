@@ -1,7 +1,7 @@
 """Offline rosbag2 processing: segment every camera frame of a bag into a new bag, without ROS.
 
 ``segmentation-ros bag IN OUT`` reads IN (mcap or sqlite3) with rosbags, runs the same
-:class:`~segmentation_ros.node_core.SegmentationCore` as the live node on every camera frame, and
+:class:`~segmentation_ros.ros.node_core.SegmentationCore` as the live node on every camera frame, and
 writes OUT: every input message copied byte for byte (same types, definitions and QoS metadata),
 plus the node's output topics under each camera's namespace, stamped with the receive time of the
 frame they came from.
@@ -26,7 +26,6 @@ error or Ctrl-C removes the temporary directory and leaves no OUT. IN is only ev
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -42,8 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from .messages import SUPPORTED_DISTROS
-from .node_core import CAMERA_INFO, IMAGE, LATCHED_DEPTH, OUTPUT_DEPTH, OUTPUTS
+from segmentation_ros.ros.node_core import CAMERA_INFO, IMAGE, LATCHED_DEPTH, OUTPUT_DEPTH, OUTPUTS
 
 if TYPE_CHECKING:
     from rosbags.highlevel import AnyReader
@@ -51,9 +49,9 @@ if TYPE_CHECKING:
     from rosbags.rosbag2 import Writer
     from rosbags.typesys.store import Typestore
 
-    from .engine import SegmentationEngine
-    from .messages import RosbagsFactory
-    from .node_core import Frame, Output, SegmentationCore
+    from segmentation_ros.engine.pipeline import SegmentationEngine
+    from segmentation_ros.ros.messages import RosbagsFactory
+    from segmentation_ros.ros.node_core import Frame, Output, SegmentationCore
 
 __all__ = [
     "BagError",
@@ -61,9 +59,7 @@ __all__ = [
     "Camera",
     "IMAGE_TYPES",
     "STORAGES",
-    "add_subcommand",
     "camera_namespace",
-    "core_parameters_from_args",
     "find_cameras",
     "load_engine",
     "process_bag",
@@ -170,31 +166,14 @@ def find_cameras(topics: Mapping[str, str], image_topics: Sequence[str] | None =
 
 
 # ---- parameters and the model ----------------------------------------------------------------------
-def core_parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """SegmentationCore parameters from the shared model options (see ``cli.add_model_arguments``)."""
-    from .cli import engine_config_from_args
-    from .node_core import PARAMETERS
-
-    config = engine_config_from_args(args)
-    names = {p.name for p in PARAMETERS}
-    params: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        if f.name in names:
-            value = getattr(config, f.name)
-            params[f.name] = list(value) if isinstance(value, tuple) else "" if value is None else value
-    if getattr(args, "classes", None):
-        params["classes"] = list(args.classes)
-    return params
-
-
 def load_engine(core_parameters: Mapping[str, Any], *, offline: bool | None = None) -> SegmentationEngine:
     """Load the engine that :func:`process_bag` would load for ``core_parameters``.
 
     Pass it to several :func:`process_bag` calls (``engine=``) to load the model(s) once.
     """
-    from .engine import SegmentationEngine
-    from .messages import RosbagsFactory
-    from .node_core import SegmentationCore
+    from segmentation_ros.engine.pipeline import SegmentationEngine
+    from segmentation_ros.ros.messages import RosbagsFactory
+    from segmentation_ros.ros.node_core import SegmentationCore
 
     config = SegmentationCore(core_parameters, RosbagsFactory()).engine_config()
     if offline is not None:
@@ -207,7 +186,7 @@ def _attach_engine(core: SegmentationCore, engine: SegmentationEngine) -> None:
 
     The engine's runtime parameters (thresholds, class filter) are set to this run's and stay so.
     """
-    from .engine import RUNTIME_PARAMETERS, EngineConfig
+    from segmentation_ros.engine.pipeline import RUNTIME_PARAMETERS, EngineConfig
 
     want, have = core.engine_config(), engine.config
     fixed = [
@@ -337,7 +316,7 @@ class _Processor:
         max_batch: int,
         progress: bool,
     ):
-        from .node_core import topic_name
+        from segmentation_ros.ros.node_core import topic_name
 
         self.reader, self.writer, self.core, self.factory = reader, writer, core, factory
         self.summary, self.max_batch, self.progress = summary, max_batch, progress
@@ -409,7 +388,7 @@ class _Processor:
         tqdm.write(f"rejected frame of {camera.image_topic} at {timestamp} ns: {reason}", file=sys.stderr)
 
     def run(self) -> None:
-        from .node_core import Frame
+        from segmentation_ros.ros.node_core import Frame
 
         total = sum(
             c.msgcount
@@ -472,7 +451,7 @@ class _Processor:
         return outputs, errors
 
     def _flush(self) -> None:
-        from .conversions import ConversionError
+        from segmentation_ros.ros.conversions import ConversionError
 
         if not self.pending:
             return
@@ -579,7 +558,7 @@ def process_bag(
     Args:
         input_path: a rosbag2 directory (mcap or sqlite3), or a single .mcap / .db3 file.
         output_path: the bag directory to create.
-        core_parameters: :class:`~segmentation_ros.node_core.SegmentationCore` parameters (task,
+        core_parameters: :class:`~segmentation_ros.ros.node_core.SegmentationCore` parameters (task,
             models, thresholds, ...); ``cameras`` is set from the bag.
         image_topics: the camera image topics; None for every Image / CompressedImage topic.
         storage: "mcap" or "sqlite3"; None for the input's.
@@ -604,8 +583,8 @@ def process_bag(
     from rosbags.highlevel import AnyReader, AnyReaderError
     from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
 
-    from .messages import RosbagsFactory, make_typestore
-    from .node_core import SegmentationCore, validate_parameters
+    from segmentation_ros.ros.messages import RosbagsFactory, make_typestore
+    from segmentation_ros.ros.node_core import SegmentationCore, validate_parameters
 
     started = time.perf_counter()
     src, dst = Path(input_path), Path(output_path)
@@ -665,74 +644,3 @@ def process_bag(
         reader.close()
     summary.wall_s = time.perf_counter() - started
     return summary
-
-
-# ---- command line --------------------------------------------------------------------------------
-def add_subcommand(subparsers: Any) -> None:
-    """Add ``segmentation-ros bag IN OUT``."""
-    from .cli import add_model_arguments
-
-    p = subparsers.add_parser(
-        "bag",
-        help="segment every camera frame of a rosbag2 into a new bag (no ROS needed)",
-        description="Copy a rosbag2 (mcap or sqlite3) and add the segmentation node's output topics for "
-        "every camera frame. OUT appears only when complete.",
-    )
-    p.add_argument("input", metavar="IN", help="input rosbag2: a bag directory, or a .mcap / .db3 file")
-    p.add_argument("output", metavar="OUT", help="output bag directory (must not exist, unless --overwrite)")
-    add_model_arguments(p)
-    g = p.add_argument_group("bag")
-    g.add_argument(
-        "--image-topic",
-        action="append",
-        default=[],
-        dest="image_topics",
-        metavar="TOPIC",
-        help="a camera image topic (Image or CompressedImage); repeat per camera. Default: every image topic",
-    )
-    g.add_argument(
-        "--classes",
-        type=int,
-        action="append",
-        default=[],
-        metavar="ID",
-        help="keep only instances of this class id; repeat for more (default: all)",
-    )
-    g.add_argument(
-        "--distro",
-        choices=SUPPORTED_DISTROS,
-        default="humble",
-        help="message definitions (default: %(default)s)",
-    )
-    g.add_argument("--storage", choices=STORAGES, help="output storage (default: the input's)")
-    g.add_argument(
-        "--max-batch",
-        type=int,
-        default=0,
-        metavar="N",
-        help="frames per batch at most (default 0: the next frame of every camera)",
-    )
-    g.add_argument("--overwrite", action="store_true", help="replace OUT once the new bag is complete")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        summary = process_bag(
-            args.input,
-            args.output,
-            core_parameters_from_args(args),
-            image_topics=args.image_topics or None,
-            storage=args.storage,
-            distro=args.distro,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            max_batch=args.max_batch,
-            offline=True if args.offline else None,
-        )
-    except KeyboardInterrupt:
-        print(f"segmentation-ros bag: interrupted; {args.output} not written", file=sys.stderr)
-        return 130
-    print(summary.report())
-    return 0

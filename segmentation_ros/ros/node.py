@@ -1,5 +1,5 @@
 """segmentation_node: the ROS 2 managed (lifecycle) node, a thin adapter over the ROS-free
-:class:`~segmentation_ros.node_core.SegmentationCore` (parameters, topics, processing all live there).
+:class:`~segmentation_ros.ros.node_core.SegmentationCore` (parameters, topics, processing all live there).
 
 * configure: read the parameters, load the model(s) (FAILURE with the reason when they cannot be
   loaded), create the output publishers.
@@ -28,20 +28,21 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
-from .messages import RclpyFactory, rclpy_message_class
-from .node_core import (
+from segmentation_ros.engine.weights import WeightsError
+from segmentation_ros.ros.node_core import (
     CAMERA_INFO,
+    FASTDDS_PROFILE_VARIABLES,
     LATCHED_DEPTH,
     OUTPUT_DEPTH,
     PARAMETERS,
     Frame,
     ParameterSpec,
     SegmentationCore,
+    large_images_profile,
     topic_name,
     validate_parameters,
 )
-from .paths import config_dir
-from .weights import WeightsError
+from segmentation_ros.ros.rclpy_messages import RclpyFactory, rclpy_message_class
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 NAMES = frozenset(spec.name for spec in PARAMETERS)
@@ -49,24 +50,16 @@ TAKE_TIMEOUT_S = 0.1  # how often the inference thread looks at its stop flag
 READ_ONLY_NOTE = "read-only while configured: set it while the node is unconfigured, then configure"
 
 
-# QoS profiles are made afresh for every publisher and subscription: rclpy applies the
-# ``qos_overrides.*`` parameters by writing into the profile object it is handed, so a shared
-# profile would carry one topic's override into every other topic.
-def output_qos(latched: bool = False) -> QoSProfile:
-    if latched:  # label_info: late subscribers get the newest one
-        return QoSProfile(
-            depth=LATCHED_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-        )
-    return QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def input_qos() -> QoSProfile:
-    # Only the newest frame matters (the core drops stale ones anyway); best effort matches any publisher.
-    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-
-
-def diagnostics_qos() -> QoSProfile:
-    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+def qos(depth: int, *, best_effort: bool = False, latched: bool = False) -> QoSProfile:
+    """A new QoS profile for one publisher or subscription, never a shared one: rclpy applies the
+    ``qos_overrides.*`` parameters by writing into the profile it is handed, so a shared profile
+    would carry one topic's override into every other topic."""
+    return QoSProfile(
+        depth=depth,
+        history=HistoryPolicy.KEEP_LAST,
+        reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
 
 
 def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
@@ -170,11 +163,11 @@ class SegmentationNode(LifecycleNode):
                 self._output_pubs[topic] = self.create_lifecycle_publisher(
                     rclpy_message_class(spec.type),
                     topic,
-                    output_qos(spec.latched),
+                    qos(LATCHED_DEPTH if spec.latched else OUTPUT_DEPTH, latched=spec.latched),
                     qos_overriding_options=QoSOverridingOptions.with_default_policies(),
                 )
         self._output_pubs["/diagnostics"] = self.create_lifecycle_publisher(
-            rclpy_message_class("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", diagnostics_qos()
+            rclpy_message_class("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", qos(10)
         )
         self.get_logger().info(f"configured: {core.params['task']} on {core.engine.device}")  # type: ignore[union-attr]
         return super().on_configure(state)
@@ -253,7 +246,7 @@ class SegmentationNode(LifecycleNode):
                 rclpy_message_class(type_name),
                 topic,
                 callback,
-                input_qos(),
+                qos(1, best_effort=True),  # only the newest frame matters; best effort matches any publisher
                 callback_group=self._input_group,
                 qos_overriding_options=QoSOverridingOptions.with_default_policies(),
             )
@@ -292,24 +285,6 @@ class SegmentationNode(LifecycleNode):
         core = self.core
         if core is not None:
             self._output_pubs["/diagnostics"].publish(core.diagnostics(self.get_fully_qualified_name()))
-
-
-FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-
-
-def large_images_profile(environ: dict[str, str]) -> str | None:
-    """The Fast DDS profile this process should load, or None to leave DDS as the user set it.
-
-    Fast DDS's default 512 KB shared-memory segment loses or delays camera-sized outputs by
-    seconds; ``config/fastdds_large_images.xml`` gives the node 16 MB. A profile the user set, or
-    another RMW, is left alone. Read before rclpy starts: Fast DDS reads the variable then.
-    """
-    if any(environ.get(name) for name in FASTDDS_PROFILE_VARIABLES):
-        return None
-    if environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") not in ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp"):
-        return None
-    profile = config_dir() / "fastdds_large_images.xml"
-    return str(profile) if profile.is_file() else None
 
 
 def main(args: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 The functions work on any object with the message's fields: rclpy messages (``data`` an
 ``array.array('B')`` or bytes) and rosbags dataclasses (``data`` a uint8 ndarray) alike. Messages
-are built through a :class:`~segmentation_ros.messages.MessageFactory`.
+are built through a :class:`~segmentation_ros.ros.messages.MessageFactory`.
 
 Dtypes and shapes follow cv_bridge's ``imgmsg_to_cv2(msg, "passthrough")``: one channel gives
 (H, W), more give (H, W, C); ``mono16`` is uint16, ``32FC1`` float32, the YUV 4:2:2 encodings
@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from segmentation_ros.imageio import to_8bit
-from segmentation_ros.messages import MessageFactory, as_uint8_array, make_header
+from segmentation_ros.engine.imageio import to_8bit
+from segmentation_ros.ros.messages import MessageFactory, as_uint8_array, make_header
 
 __all__ = [
     "COLOR_ENCODINGS",
