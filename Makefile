@@ -25,6 +25,7 @@ ros: $(STAMP)
 # Everything on Kilted (the live node included), then the live node again on Jazzy.
 test: ros
 	$(PY) -m ruff check segmentation_ros test launch scripts
+	$(VENV)/bin/lint-imports --no-cache   # the layering contract in setup.cfg (docs/architecture.md)
 	SEGMENTATION_ROS_LIVE_TESTS=require $(PY) -m pytest -q test
 	$(MAKE) --no-print-directory test-jazzy
 
@@ -47,6 +48,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check segmentation_ros test launch scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .venv-jazzy build *.egg-info

@@ -10,6 +10,9 @@ import ast
 import glob
 import os
 import py_compile
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -36,7 +39,13 @@ STRING_PARAMETERS = {
     "precision",
 }
 DOUBLE_PARAMETERS = {"score_threshold", "mask_threshold", "overlap_threshold", "diagnostics_period"}
-INTEGER_PARAMETERS = {"stuff_area_threshold", "max_detections", "label_divisor", "instance_min_size", "semantic_input_size"}
+INTEGER_PARAMETERS = {
+    "stuff_area_threshold",
+    "max_detections",
+    "label_divisor",
+    "instance_min_size",
+    "semantic_input_size",
+}
 BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time"}
 INTEGER_ARRAY_PARAMETERS = {"classes"}
 STRING_ARRAY_PARAMETERS = {"cameras"}
@@ -402,7 +411,9 @@ def test_readme_parameter_table_is_node_core() -> None:
     for line in table.splitlines()[2:]:
         if not line.startswith("| `"):
             break
-        name, default, constraint, description, changes = (cell.strip() for cell in line.strip("|").split(" | "))
+        name, default, constraint, description, changes = (
+            cell.strip() for cell in line.strip("|").split(" | ")
+        )
         rows[name.strip("`")] = (default.strip("`"), constraint, description, changes)
     assert list(rows) == [spec.name for spec in node_core.PARAMETERS]
     for spec in node_core.PARAMETERS:
@@ -417,3 +428,78 @@ def test_readme_parameter_table_is_node_core() -> None:
         assert constraint == expected, spec.name
         assert description == spec.description, spec.name
         assert changes == ("read-only" if spec.read_only else "dynamic"), spec.name
+
+
+# ---- the layering contract -----------------------------------------------------------------------
+def _lint_imports(cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+    tool = Path(sys.executable).parent / "lint-imports"
+    if not tool.is_file():
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)} if pythonpath else None
+    return subprocess.run(
+        [str(tool), "--config", str(ROOT / "setup.cfg"), "--no-cache"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_layering_contract_holds() -> None:
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        (
+            "engine/masks.py",
+            "from segmentation_ros.ros import messages",
+            "segmentation_ros.engine.masks -> segmentation_ros.ros.messages",
+        ),
+        ("engine/labels.py", "import rosbags", "segmentation_ros.engine.labels -> rosbags"),
+        ("ros/node_core.py", "import rclpy", "segmentation_ros.ros.node_core -> rclpy"),
+        (
+            "ros/bag.py",
+            "from segmentation_ros.tools import cli",
+            "segmentation_ros.ros.bag -> segmentation_ros.tools.cli",
+        ),
+        (
+            "engine/registry.py",
+            "from segmentation_ros.engine.models import shapes",
+            "segmentation_ros.engine.registry -> segmentation_ros.engine.models.shapes",
+        ),
+    ],
+)
+def test_the_layering_contract_catches_a_forbidden_import(
+    tmp_path: Path, module: str, line: str, broken: str
+) -> None:
+    copy = tmp_path / "segmentation_ros"
+    shutil.copytree(ROOT / "segmentation_ros", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    path = copy / module
+    path.write_text(path.read_text() + f"\n{line}  # noqa\n")
+    result = _lint_imports(tmp_path, pythonpath=tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert broken in result.stdout, result.stdout
+
+
+def test_the_demo_models_are_a_registered_plugin() -> None:
+    from importlib.metadata import entry_points
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="segmentation_ros.models")}
+    assert plugins.get("shapes") == "segmentation_ros.engine.models.shapes"
+
+
+def test_a_broken_model_plugin_is_reported_and_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    registry = pytest.importorskip("segmentation_ros.engine.registry")  # imports torch
+    broken = EntryPoint("broken", "no_such_package.models", registry.PLUGIN_GROUP)
+    shapes = EntryPoint("shapes", "segmentation_ros.engine.models.shapes", registry.PLUGIN_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [broken, shapes] if group == registry.PLUGIN_GROUP else [])
+    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
+    with pytest.warns(UserWarning, match="model plugin 'broken'.*no_such_package"):
+        names = registry.list_models()
+    assert "shapes_lraspp" in names and "lraspp_mobilenet_v3_large" in names
