@@ -19,6 +19,8 @@ import torch
 
 from segmentation_ros.engine.registry import get_model_entry
 from segmentation_ros.tools import bench
+from segmentation_ros.tools.bench import command as bench_command
+from segmentation_ros.tools.bench import report as bench_report
 from segmentation_ros.tools.cli import main
 
 SEMANTIC = "semantic:shapes_lraspp"
@@ -208,7 +210,7 @@ def test_command_line_writes_reports_atomically(
 ) -> None:
     """--json and --markdown go through imageio's atomic writers: the report of the run, and an
     interrupted write leaves the previous file whole and no temporary file behind."""
-    monkeypatch.setattr(bench, "run_benchmark", lambda options, progress=None: copy.deepcopy(report))
+    monkeypatch.setattr(bench_command, "run_benchmark", lambda options, progress=None: copy.deepcopy(report))
     out, md = tmp_path / "bench.json", tmp_path / "bench.md"
     argv = ["bench", "--device", "cpu", "--json", str(out), "--markdown", str(md)]
     assert main(argv) == 0
@@ -352,7 +354,7 @@ def test_check_exits_1_when_a_target_fails(
             t["passed"] = not (fail_one and k == len(judged) - 1)
         return targets
 
-    monkeypatch.setattr(bench, "judge_targets", judge)
+    monkeypatch.setattr(bench_report, "judge_targets", judge)
     out = tmp_path / "bench.json"
     argv = ["bench", "--device", "cpu", "--workload", SEMANTIC, "--size", "32x24", "--batch", "1"]
     argv += ["--warmup", "0", "--repeats", "1", "--iters", "1", "--paste-detections", "4", "--json", str(out)]

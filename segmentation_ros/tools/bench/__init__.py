@@ -1,3 +1,86 @@
-"""Moved here from segmentation_ros/tools/bench.py; the next commit splits it by concept."""
+"""``segmentation-ros bench``: this package's pipeline against a naive node and the bare network.
 
-from segmentation_ros.tools.bench.paths import *  # noqa: F401,F403
+For each case (a workload, a camera size and a number of cameras) it measures, interleaved on the
+same device:
+
+- ``naive``: what a typical Python node does. Eager FP32 torchvision; per frame, numpy -> float
+  tensor and (semantic) normalisation on the host, then to the device; torchvision's own pre- and
+  postprocessing (``model(images)`` with ``GeneralizedRCNNTransform`` and ``paste_masks_in_image``);
+  label maps / binary masks, boxes and scores to the host; panoptic fusion in numpy. The cameras
+  of a case go through as one batch, as ours do.
+- ``ours_<precision>``: :meth:`SegmentationCore.process` with a :class:`RosbagsFactory`, from Image
+  messages to every output message (``subscribed=None``); ``..._no_visual`` leaves out the lazy
+  colour and overlay images, as a node without an rviz subscriber does; ``..._native`` runs Mask
+  R-CNN at the camera's resolution (``instance_min_size=0``); ``..._separate`` (several cameras)
+  processes the cameras one at a time, as separate single-camera pipelines would.
+- ``forward_<precision>``: the networks alone, exactly as the engine runs them (precision, memory
+  format, CUDA graphs) on an input already normalised, resized and on the device. For Mask R-CNN:
+  backbone, FPN, RPN (with its proposal filtering) and the ROI box and mask heads, giving 28x28
+  mask probabilities, without mask pasting, id painting or copies to the host.
+
+Frames are rendered synthetic scenes. Figures are medians over warm, repeated runs; ``--quick``
+(the CPU default: LR-ASPP and Mask R-CNN at 320x240 and 640x480, Mask R-CNN at camera resolution,
+and the ``demo`` preset at 640x480) finishes in about two minutes on two cores, ``--full`` (the
+CUDA default) is every preset at 640x480 and 1280x720 with one and four cameras, FP32 and BF16,
+Mask R-CNN at torchvision's 800-pixel input plus at camera resolution.
+
+Ratios: ``overhead_ratio`` = ours / forward (median step time), ``speedup_vs_naive`` = naive / ours,
+``multicam_speedup`` = separate / batched, ``paste_speedup`` = torchvision's
+``paste_masks_in_image`` / :func:`paste_masks` at the same boxes.
+
+With random weights (``--weights none``, the default) Mask R-CNN's boxes are degenerate and its
+scores meaningless, so the instance workload is shaped identically for every path: the box
+regression layers (RPN and ROI) are zeroed, which makes detections anchor-sized boxes, and
+``score_threshold=0`` with ``max_detections`` fixes the number of detections per frame. Naive and
+ours share the same weights. Random weights also make a semantic network predict one class
+everywhere, which leaves no class borders to interpolate; the ``demo`` preset (the trained demo
+models with their shipped weights, always) measures those costs on real borders and objects.
+
+Modules:
+
+- :mod:`.workloads`: what is measured: workloads, cases, options and the quick and full presets.
+- :mod:`.measure`: warming up, interleaved timing, latency percentiles and peak memory of variants.
+- :mod:`.paths`: the three paths as variants: ours, forward and the naive node.
+- :mod:`.cases`: one case's variants measured together with their ratios; the mask-paste comparison.
+- :mod:`.report`: :func:`run_benchmark`: the machine, the definitions, every case, the targets.
+- :mod:`.targets`: the targets judged for the device measured.
+- :mod:`.output`: the report as plain-text and Markdown tables.
+- :mod:`.command`: ``segmentation-ros bench`` (:func:`add_subcommand`).
+"""
+
+from segmentation_ros.tools.bench.command import add_subcommand, options_from_args
+from segmentation_ros.tools.bench.measure import AUTO_MAX_ITERS, AUTO_RUN_S
+from segmentation_ros.tools.bench.output import format_markdown, format_table
+from segmentation_ros.tools.bench.report import DEFINITIONS, machine_info, run_benchmark
+from segmentation_ros.tools.bench.targets import FPS_TARGETS, judge_targets
+from segmentation_ros.tools.bench.workloads import (
+    WORKLOADS,
+    BenchOptions,
+    CaseSpec,
+    Workload,
+    full_options,
+    parse_workload,
+    quick_options,
+)
+
+__all__ = [
+    "BenchOptions",
+    "CaseSpec",
+    "Workload",
+    "WORKLOADS",
+    "parse_workload",
+    "quick_options",
+    "full_options",
+    "run_benchmark",
+    "judge_targets",
+    "format_table",
+    "format_markdown",
+    "add_subcommand",
+    # public names of the single module this package was, kept importable from here
+    "AUTO_MAX_ITERS",
+    "AUTO_RUN_S",
+    "DEFINITIONS",
+    "FPS_TARGETS",
+    "machine_info",
+    "options_from_args",
+]

@@ -1,0 +1,203 @@
+"""The data the evaluation reads: :class:`EvalSample` (one image and its ground truth) and
+:func:`coco_samples` (a COCO / COCO-panoptic dataset directory, read lazily, with the label set of
+its categories)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segmentation_ros.engine.labels import LabelSet
+
+
+@dataclass
+class EvalSample:
+    """One image and its ground truth, in the class ids of the data's label set.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB.
+        panoptic: (H, W) integer ``class_id * label_divisor + instance_id`` (stuff: instance 0;
+            void pixels: the void id's class), or None when there is no panoptic ground truth.
+        label_divisor: see ``panoptic``.
+        semantic: (H, W) integer class ids (void: the label set's void id); None: ``panoptic //
+            label_divisor``.
+        instances: COCO annotations (``segmentation`` as RLE or polygons, ``category_id``,
+            optional ``iscrowd``, ``area``, ``bbox``); None: one per thing segment of ``panoptic``.
+        image_id: COCO image id, or None; with ``name``, it names the sample in messages (the
+            metrics number the images in data order themselves, so ids need not be unique).
+        name: names the sample in messages.
+    """
+
+    image: np.ndarray
+    panoptic: np.ndarray | None
+    label_divisor: int = 1000
+    semantic: np.ndarray | None = None
+    instances: list[dict] | None = None
+    image_id: int | None = None
+    name: str = ""
+
+    @classmethod
+    def from_scene(cls, scene: Any, image_id: int | None = None) -> EvalSample:
+        """A synthetic :class:`~segmentation_ros.tools.synthetic.Scene`: its exact maps; instances are its
+        visible instance-id map, as :func:`~segmentation_ros.tools.synthetic.to_coco` exports them."""
+        annotations = [
+            _annotation(scene.instances == k, int(c))
+            for k, c in enumerate(scene.instance_class_ids.tolist(), start=1)
+        ]
+        return cls(
+            image=scene.image,
+            panoptic=scene.panoptic,
+            label_divisor=scene.label_divisor,
+            semantic=scene.semantic,
+            instances=annotations,
+            image_id=image_id,
+        )
+
+
+def _annotation(mask: np.ndarray, category_id: int, iscrowd: int = 0) -> dict:
+    """COCO annotation (RLE, area, bbox) of one (H, W) bool mask."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {
+        "segmentation": rle,
+        "category_id": int(category_id),
+        "iscrowd": int(iscrowd),
+        "area": float(mask_utils.area(rle)),
+        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+    }
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read COCO annotations {path}: {exc}") from exc
+
+
+def _label_set_from_categories(name: str, categories: Sequence[dict], *, all_things: bool) -> LabelSet:
+    """COCO ``categories`` plus a void class: id 0 unless a category has it, then the next free id."""
+    ids = [int(c["id"]) for c in categories]
+    if not ids:
+        raise ValueError(f"{name}: the annotations list no categories")
+    void = 0 if 0 not in ids else max(ids) + 1
+    classes = [{"id": void, "name": "unlabeled", "color": [0, 0, 0], "isthing": False}]
+    classes += [{**c, "isthing": True if all_things else bool(c.get("isthing", 1))} for c in categories]
+    return LabelSet.from_dict({"name": name, "void_id": void, "classes": classes})
+
+
+class _SizedSamples(Iterator[EvalSample]):
+    """A lazy iterator over samples that knows how many it yields in all (``len``)."""
+
+    def __init__(self, samples: Iterator[EvalSample], count: int):
+        self._samples = samples
+        self._count = count
+
+    def __next__(self) -> EvalSample:
+        return next(self._samples)
+
+    def __len__(self) -> int:
+        return self._count
+
+
+def coco_samples(
+    root: str | Path,
+    *,
+    num: int | None = None,
+    images_dir: str | Path | None = None,
+    instances_json: str | Path | None = None,
+    panoptic_json: str | Path | None = None,
+    panoptic_dir: str | Path | None = None,
+) -> tuple[LabelSet, Iterator[EvalSample]]:
+    """Read a COCO / COCO-panoptic dataset from disk, lazily.
+
+    Default layout (what :func:`~segmentation_ros.tools.synthetic.write_dataset` writes): ``images/``,
+    ``annotations/instances.json``, ``annotations/panoptic.json`` and ``annotations/panoptic/*.png``;
+    each path can be given on its own. Either JSON may be missing (then the metrics it feeds are
+    not computed; instances then come from the panoptic things).
+
+    Semantic ground truth is each panoptic segment's category (void where no segment is listed).
+    For panoptic quality a crowd segment counts as void (torchmetrics has no crowd regions).
+
+    Returns:
+        the label set (the categories plus a void class) and the samples in file order (the
+        first ``num`` of them); ``len`` of the samples is their number.
+    """
+    from segmentation_ros.engine.imageio import read_image
+    from segmentation_ros.engine.panoptic import rgb_to_id
+
+    root = Path(root)
+    images_dir = Path(images_dir) if images_dir else root / "images"
+    instances_json = Path(instances_json) if instances_json else root / "annotations" / "instances.json"
+    panoptic_json = Path(panoptic_json) if panoptic_json else root / "annotations" / "panoptic.json"
+    panoptic_dir = Path(panoptic_dir) if panoptic_dir else root / "annotations" / "panoptic"
+    if not images_dir.is_dir():
+        raise ValueError(f"COCO dataset {root}: no image directory {images_dir}")
+    panoptic = _read_json(panoptic_json) if panoptic_json.is_file() else None
+    instances = _read_json(instances_json) if instances_json.is_file() else None
+    if panoptic is None and instances is None:
+        raise ValueError(f"COCO dataset {root}: neither {panoptic_json} nor {instances_json} exists")
+    main = panoptic if panoptic is not None else instances
+    assert main is not None
+    label_set = _label_set_from_categories(
+        f"{root.name or 'coco'} categories", main["categories"], all_things=panoptic is None
+    )
+    void = label_set.void_id
+    assert void is not None
+    images = main["images"][:num] if num is not None else main["images"]
+    by_image: dict[int, list[dict]] = {}
+    if instances is not None:
+        for ann in instances.get("annotations", []):
+            by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    pan_by_image = {int(a["image_id"]): a for a in panoptic["annotations"]} if panoptic is not None else {}
+
+    def samples() -> Iterator[EvalSample]:
+        for info in images:
+            image_id = int(info["id"])
+            image = read_image(images_dir / info["file_name"])
+            if image.ndim == 2:
+                image = np.repeat(image[:, :, None], 3, axis=2)
+            sample = EvalSample(image=image, panoptic=None, image_id=image_id, name=str(info["file_name"]))
+            if image_id in pan_by_image:
+                entry = pan_by_image[image_id]
+                rgb = read_image(panoptic_dir / entry["file_name"])
+                segment_ids = rgb_to_id(rgb)
+                found, inverse = np.unique(segment_ids, return_inverse=True)
+                segments = {int(s["id"]): s for s in entry["segments_info"]}
+                divisor = max(1000, len(segments) + 1)
+                semantic_lut = np.full(found.size, void, dtype=np.int64)
+                panoptic_lut = np.full(found.size, void * divisor, dtype=np.int64)
+                thing_number = 0
+                for i, sid in enumerate(found.tolist()):
+                    seg = segments.get(sid)
+                    if seg is None:
+                        continue
+                    cid = int(seg["category_id"])
+                    semantic_lut[i] = cid
+                    if seg.get("iscrowd", 0):
+                        continue
+                    if label_set[cid].isthing:
+                        thing_number += 1
+                        panoptic_lut[i] = cid * divisor + thing_number
+                    else:
+                        panoptic_lut[i] = cid * divisor
+                shape = segment_ids.shape
+                sample.semantic = semantic_lut[inverse].reshape(shape)
+                sample.panoptic = panoptic_lut[inverse].reshape(shape)
+                sample.label_divisor = divisor
+                if instances is None:
+                    sample.instances = [
+                        _annotation(segment_ids == sid, int(s["category_id"]), int(s.get("iscrowd", 0)))
+                        for sid, s in segments.items()
+                        if label_set[int(s["category_id"])].isthing
+                    ]
+            if instances is not None:
+                sample.instances = by_image.get(image_id, [])
+            yield sample
+
+    return label_set, _SizedSamples(samples(), len(images))
