@@ -304,7 +304,8 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
+        if not executor.shutdown(timeout_sec=5.0):  # bounded: a stuck callback must not keep the process alive
+            node.get_logger().warning("shutdown: callbacks still running after 5 s; exiting anyway")
         node.destroy_node()
         rclpy.try_shutdown()
 
