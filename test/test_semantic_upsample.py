@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from segmentation_ros.engine import pipeline as engine
-from segmentation_ros.engine.pipeline import upsampled_argmax
+from segmentation_ros.engine.upsample import upsampled_argmax
 
 
 def _dense(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
