@@ -26,6 +26,8 @@ requirements = [
     "pycocotools>=2.0.7",
     "torchmetrics>=1.2",
     "threadpoolctl>=3.1",
+    "scipy>=1.10",
+    "motmetrics>=1.4",
 ]
 install_requires = ["setuptools"] if os.environ.get("AMENT_PREFIX_PATH") else requirements
 
