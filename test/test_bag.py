@@ -589,3 +589,47 @@ def test_find_cameras() -> None:
         find_cameras(topics, ["/front/image_raw", "/front/image_raw/compressed"])
     with pytest.raises(ValueError, match="would all be camera /cam"):
         find_cameras({"/cam/image_raw": image, "/cam/image_rect": image})
+
+
+# ---- tracking -------------------------------------------------------------------------------------
+def _box(detection: Any) -> np.ndarray:
+    c, w, h = detection.bbox.center.position, detection.bbox.size_x, detection.bbox.size_y
+    return np.array([c.x - w / 2, c.y - h / 2, c.x + w / 2, c.y + h / 2])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def _same_id_overlap(out: Path) -> tuple[float, int]:
+    """Of the ids seen in two consecutive frames, the share whose boxes overlap (IoU > 0.3)."""
+    detections = [m for _, m in read_bag(out).msgs["/camera/detections"]]
+    kept = overlapping = 0
+    for before, after in zip(detections, detections[1:], strict=False):
+        boxes = {d.id: _box(d) for d in before.detections}
+        for d in after.detections:
+            if d.id in boxes:
+                kept += 1
+                overlapping += _iou(boxes[d.id], _box(d)) > 0.3
+    return overlapping / max(kept, 1), kept
+
+
+def test_tracking_carries_ids_from_frame_to_frame(tmp_path: Path) -> None:
+    from segmentation_ros.tools.synthetic import generate_sequence, write_sequence_bag
+
+    bag = write_sequence_bag(tmp_path / "drive", generate_sequence(8, 3, 224, 168, split="test"))
+    params = {
+        "task": "instance",
+        "instance_model": "shapes_maskrcnn",
+        "instance_weights": "DEFAULT",
+        "device": "cpu",
+    }
+    process_bag(bag, tmp_path / "ranks", params, progress=False)
+    process_bag(bag, tmp_path / "tracked", {**params, "tracking": True}, progress=False)
+    tracked, kept = _same_id_overlap(tmp_path / "tracked")
+    ranks, _ = _same_id_overlap(tmp_path / "ranks")
+    # A tracked id stays on its object; a per-frame rank jumps between objects.
+    assert kept > 0 and tracked == 1.0 and ranks < tracked, (tracked, ranks)

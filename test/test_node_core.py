@@ -658,3 +658,79 @@ def test_parameter_defaults_are_the_engine_and_cli_defaults() -> None:
     cli_options = "device precision score_threshold mask_threshold overlap_threshold stuff_area_threshold"
     for name in (*cli_options.split(), "max_detections", "label_divisor", "instance_min_size"):
         assert getattr(args, name) == getattr(engine, name), name
+
+
+# ---- tracking -------------------------------------------------------------------------------------
+def _frame_at(factory: RosbagsFactory, pixels: np.ndarray, stamp_ns: int, camera: str = "") -> Frame:
+    header = make_header(factory, stamp_ns, FRAME_ID)
+    return Frame(camera, numpy_to_image(pixels, "rgb8", header, factory), None, stamp_ns)
+
+
+def _ids(outputs: list[Output], camera: str = "") -> tuple[set[int], set[int], set[int] | None]:
+    """(detection ids, instances/ids values, panoptic instance parts or None) of one frame's outputs."""
+    out = by_topic(outputs)
+    prefix = f"{camera}/" if camera else ""
+    detections = {int(d.id) for d in out[prefix + "detections"].detections}
+    id_map = set(np.unique(image_to_numpy(out[prefix + "instances/ids"])).tolist()) - {0}
+    panoptic = out.get(prefix + "panoptic/ids")
+    things = None
+    if panoptic is not None:
+        things = set(np.unique(image_to_numpy(panoptic) % 1000).tolist()) - {0}
+    return detections, id_map, things
+
+
+@pytest.mark.parametrize("task", ["instance", "panoptic"])
+def test_tracking_keeps_ids_across_frames_and_every_output_agrees(task: str) -> None:
+    factory = RosbagsFactory("jazzy")
+    core = make_core(task, factory, tracking=True, max_detections=5)
+    try:
+        pixels = scene(1)
+        first = core.process([_frame_at(factory, pixels, STAMP_NS)])
+        detections, id_map, things = _ids(first)
+        assert detections and detections == id_map and things in (None, id_map)
+        # The same scene 100 ms later: every object keeps its id, in every output.
+        again = core.process([_frame_at(factory, pixels, STAMP_NS + 100_000_000)])
+        assert _ids(again) == (detections, id_map, things)
+        values = {kv.key: kv.value for kv in core.diagnostics().status[0].values}
+        assert int(values["tracks_active"]) == len(detections)
+        assert all(age == "0.1" for age in (item.split("=")[1] for item in values["track_ages_s"].split()))
+        # A stamp that goes backwards (bag replay, clock jump) starts over: new ids, none reused.
+        back = core.process([_frame_at(factory, pixels, STAMP_NS - 1_000_000_000)])
+        new, new_map, _ = _ids(back)
+        assert new == new_map and not new & detections
+    finally:
+        core.cleanup()
+    assert core.trackers == {}
+
+
+def test_without_tracking_ids_are_per_frame_ranks() -> None:
+    factory = RosbagsFactory("jazzy")
+    core = make_core("instance", factory, max_detections=5)
+    try:
+        detections, id_map, _ = _ids(core.process([_frame_at(factory, scene(1), STAMP_NS)]))
+        assert detections == id_map == set(range(1, len(detections) + 1))
+        assert "tracks_active" not in {kv.key for kv in core.diagnostics().status[0].values}
+    finally:
+        core.cleanup()
+
+
+def test_tracks_are_per_camera_and_their_settings_change_at_runtime() -> None:
+    factory = RosbagsFactory("jazzy")
+    core = make_core("instance", factory, tracking=True, max_detections=5, cameras=["left", "right"])
+    try:
+        left = _frame_at(factory, scene(1), STAMP_NS, "left")
+        right = _frame_at(factory, scene(1), STAMP_NS, "right")
+        outputs = core.process([left, right])
+        left_ids, right_ids = _ids(outputs, "left")[0], _ids(outputs, "right")[0]
+        # Each camera has its own tracker, so the same scene gets the same ids on both.
+        assert left_ids and left_ids == right_ids == set(range(1, len(left_ids) + 1))
+        assert sorted(core.trackers) == ["left", "right"]
+        core.set_parameters({"track_buffer_s": 0.05})
+        assert all(t.config.buffer_s == 0.05 for t in core.trackers.values())
+        # Unseen for longer than the buffer: the tracks are gone and the same objects get new ids.
+        later = core.process([_frame_at(factory, scene(1), STAMP_NS + 200_000_000, "left")])
+        assert not _ids(later, "left")[0] & left_ids
+        core.pause()  # deactivate
+        assert core.trackers == {}
+    finally:
+        core.cleanup()

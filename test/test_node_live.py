@@ -79,7 +79,7 @@ def panoptic(probe: Probe, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         tmp_path_factory.mktemp("panoptic"),
         "segmentation_node",
         "live",
-        {**DEMO, "task": "panoptic", "cameras": list(CAMERAS), "diagnostics_period": 0.2},
+        {**DEMO, "task": "panoptic", "cameras": list(CAMERAS), "diagnostics_period": 0.2, "tracking": True},
     )
     try:
         probe.wait_state(node, "active")
@@ -229,6 +229,34 @@ def test_every_output_of_a_frame_follows_the_contract(probe: Probe, panoptic: Li
     assert not np.array_equal(overlay, pixels), "the overlay shows the segmentation over the image"
     for rel in per_frame + ["label_info", "semantic/label_info"]:
         probe.unsubscribe(topics[rel])
+
+
+def test_tracked_ids_persist_across_frames_in_every_output(probe: Probe, panoptic: LiveNode) -> None:
+    cam = CAMERAS[0]
+    topics = {rel: panoptic.topic(f"{cam}/{rel}") for rel in ("detections", "instances/ids", "panoptic/ids")}
+    probe.subscribe(topics["detections"], DETECTIONS)
+    probe.subscribe(topics["instances/ids"], IMAGE)
+    probe.subscribe(topics["panoptic/ids"], IMAGE)
+    pub = probe.publisher(panoptic.topic(f"{cam}/image"), IMAGE, input_qos())
+    probe.wait_matched(pub)
+    pixels = scene_image(3)
+    seen = []
+    for stamp in (1_700_000_500_000_000_000, 1_700_000_500_100_000_000):  # the same view 100 ms later
+        publish_until(
+            probe,
+            pub,
+            image_msg(pixels, stamp, "front_optical_frame"),
+            lambda stamp=stamp: all(stamped(probe, t, stamp) for t in topics.values()),
+            f"the tracked outputs of stamp {stamp}",
+        )
+        detections = {int(d.id) for d in stamped(probe, topics["detections"], stamp)[0].detections}
+        id_map = set(np.unique(image_to_numpy(stamped(probe, topics["instances/ids"], stamp)[0])).tolist()) - {0}
+        things = image_to_numpy(stamped(probe, topics["panoptic/ids"], stamp)[0]) % DIVISOR
+        assert detections and detections == id_map == set(np.unique(things).tolist()) - {0}
+        seen.append(detections)
+    assert seen[0] == seen[1], seen
+    for topic in topics.values():
+        probe.unsubscribe(topic)
 
 
 def test_one_node_serves_every_camera_with_its_own_header(probe: Probe, panoptic: LiveNode) -> None:

@@ -38,7 +38,15 @@ STRING_PARAMETERS = {
     "device",
     "precision",
 }
-DOUBLE_PARAMETERS = {"score_threshold", "mask_threshold", "overlap_threshold", "diagnostics_period"}
+DOUBLE_PARAMETERS = {
+    "score_threshold",
+    "mask_threshold",
+    "overlap_threshold",
+    "diagnostics_period",
+    "track_buffer_s",
+    "track_match_iou",
+    "track_high_score",
+}
 INTEGER_PARAMETERS = {
     "stuff_area_threshold",
     "max_detections",
@@ -46,7 +54,7 @@ INTEGER_PARAMETERS = {
     "instance_min_size",
     "semantic_input_size",
 }
-BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time"}
+BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time", "tracking"}
 INTEGER_ARRAY_PARAMETERS = {"classes"}
 STRING_ARRAY_PARAMETERS = {"cameras"}
 PARAMETERS = (

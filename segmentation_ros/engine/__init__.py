@@ -7,7 +7,9 @@ Frames (numpy images) in, results at camera resolution out (:mod:`.results`), on
 * :mod:`.registry` (``register_model`` / ``build_model`` / ``list_models``), :mod:`.weights`,
   :mod:`.labels`: what a model is, the weights it loads and the classes it names.
 * :mod:`.models`: model families registered as plugins (the demo ``shapes_*`` models).
-* :mod:`.panoptic` (fusion, a pure function), :mod:`.masks` (mask paste), :mod:`.cuda_graphs`.
+* :mod:`.panoptic` (fusion, a pure function), :mod:`.masks` (mask paste), :mod:`.upsample`
+  (semantic labels at camera size), :mod:`.cuda_graphs`.
+* :mod:`.tracking`: instance ids that persist across frames (ByteTrack-style).
 * Shared helpers every layer uses: :mod:`.imageio` (image files, atomic writes), :mod:`.paths`
   (installed data), :mod:`.visualize` (colour maps and overlays).
 

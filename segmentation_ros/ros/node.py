@@ -225,7 +225,7 @@ class SegmentationNode(LifecycleNode):
             self._diagnostics_timer = None
         self._stop_inference.set()
         if self.core is not None:
-            self.core.frames.clear()  # drops pending frames and wakes the thread waiting in take()
+            self.core.pause()  # drops pending frames and tracks, wakes the thread waiting in take()
         if self._inference_thread is not None:
             self._inference_thread.join()
             self._inference_thread = None

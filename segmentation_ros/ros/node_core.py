@@ -23,6 +23,7 @@ from segmentation_ros.engine.labels import LabelSet
 from segmentation_ros.engine.paths import config_dir
 from segmentation_ros.engine.pipeline import PRECISIONS, TASKS, EngineConfig, SegmentationEngine
 from segmentation_ros.engine.results import Segmentation
+from segmentation_ros.engine.tracking import Tracker, TrackerConfig, apply_track_ids
 from segmentation_ros.engine.visualize import colorize_labels, colorize_panoptic, overlay
 from segmentation_ros.ros.conversions import (
     ConversionError,
@@ -122,6 +123,28 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         -1,
         "semantic network input short side; -1 = the model's own, 0 = native camera resolution",
         range=(-1, 4096),
+    ),
+    ParameterSpec(
+        "tracking",
+        False,
+        "instance ids persist across frames: ids are track ids (ByteTrack-style, tracks per camera)",
+    ),
+    ParameterSpec(
+        "track_buffer_s",
+        1.0,
+        "tracking: a track unseen for this long (seconds of header time) is forgotten",
+        read_only=False,
+        range=(0.0, 3600.0),
+    ),
+    ParameterSpec(
+        "track_match_iou", 0.3, "tracking: minimum box IoU to continue a track", read_only=False, range=(0.01, 1.0)
+    ),
+    ParameterSpec(
+        "track_high_score",
+        0.5,
+        "tracking: detections scoring at least this are matched first (ByteTrack's two stages)",
+        read_only=False,
+        range=(0.0, 1.0),
     ),
     ParameterSpec("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage)"),
     ParameterSpec("cameras", [""], "camera namespaces served by one model ([''] = the node's namespace)"),
@@ -304,6 +327,7 @@ class SegmentationCore:
         self.engine: SegmentationEngine | None = None
         self.frames = LatestFrames()
         self.stats = FrameStats()
+        self.trackers: dict[str, Tracker] = {}  # per camera, while tracking is on
         self._lock = threading.Lock()  # parameter changes vs. processing
 
     # -- lifecycle --
@@ -326,8 +350,9 @@ class SegmentationCore:
         gc.freeze()
 
     def cleanup(self) -> None:
-        """Drop pending frames and release the models (and their GPU memory)."""
+        """Drop pending frames and tracks and release the models (and their GPU memory)."""
         self.frames.clear()
+        self.reset_tracks()
         if self.engine is not None:
             self.engine.close()
         self.engine = None
@@ -347,6 +372,42 @@ class SegmentationCore:
                 runtime = [k for k in changes if k in _ENGINE_FIELDS and not _SPECS[k].read_only]
                 self.engine.update(**{k: tuple(params[k]) if k == "classes" else params[k] for k in runtime})
             self.params = params
+            for tracker in self.trackers.values():
+                tracker.config = self.tracker_config()
+
+    # -- tracking --
+    def tracker_config(self) -> TrackerConfig:
+        """The trackers' settings; ids fit ``instances/ids`` (uint16) and, for panoptic, ``label_divisor``."""
+        p = self.params
+        max_id = min(65535, p["label_divisor"] - 1) if p["task"] == "panoptic" else 65535
+        return TrackerConfig(
+            high_score=p["track_high_score"],
+            match_iou=p["track_match_iou"],
+            buffer_s=p["track_buffer_s"],
+            max_id=max_id,
+        ).validate()
+
+    def pause(self) -> None:
+        """Deactivation: drop pending frames (waking a consumer waiting in ``take``) and every track,
+        which must not outlive a pause of unknown length."""
+        self.frames.clear()
+        self.reset_tracks()
+
+    def reset_tracks(self) -> None:
+        """Forget every camera's tracks (deactivate, cleanup)."""
+        with self._lock:
+            self.trackers.clear()
+
+    def _track(self, frame: Frame, result: Segmentation) -> Segmentation:
+        """The result with track ids for instance ids (tracking on), or as it is."""
+        if not self.params["tracking"] or result.instances is None:
+            return result
+        tracker = self.trackers.get(frame.camera)
+        if tracker is None:
+            tracker = self.trackers[frame.camera] = Tracker(self.tracker_config())
+        inst = result.instances
+        ids = tracker.update(time_to_ns(frame.image.header.stamp), inst.boxes, inst.scores, inst.class_ids)
+        return apply_track_ids(result, ids, self.params["label_divisor"])
 
     # -- topics --
     @property
@@ -436,7 +497,7 @@ class SegmentationCore:
             outputs: list[Output] = []
             wanted = (lambda t: True) if subscribed is None else subscribed
             for frame, (pixels, order), result in zip(good, decoded, results, strict=True):
-                outputs.extend(self._frame_outputs(frame, pixels, order, result, wanted))
+                outputs.extend(self._frame_outputs(frame, pixels, order, self._track(frame, result), wanted))
         now = self.clock_ns()
         for frame in good:
             self.stats.processed += 1
@@ -543,6 +604,11 @@ class SegmentationCore:
             "frames_rejected": str(s.rejected),
             "last_error": s.last_error,
         }
+        if self.params["tracking"]:
+            tracks = [(cam, t) for cam, tracker in sorted(self.trackers.items()) for t in tracker.tracks()]
+            values["tracks_active"] = str(len(tracks))
+            # each track's age: camera/id=seconds since it started
+            values["track_ages_s"] = " ".join(f"{topic_name(cam, str(t.track_id))}={t.age_s:.1f}" for cam, t in tracks)
         level, message = (b"\x00", "ok") if engine else (b"\x01", "not configured")
         if s.rejected and engine:
             level, message = b"\x01", f"{s.rejected} frames rejected: {s.last_error}"

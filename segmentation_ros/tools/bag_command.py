@@ -27,6 +27,9 @@ def core_parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
             params[f.name] = list(value) if isinstance(value, tuple) else "" if value is None else value
     if getattr(args, "classes", None):
         params["classes"] = list(args.classes)
+    if getattr(args, "tracking", False):
+        params["tracking"] = True
+        params["track_buffer_s"] = args.track_buffer_s
     return params
 
 
@@ -73,6 +76,18 @@ def add_subcommand(subparsers: Any) -> None:
         default=0,
         metavar="N",
         help="frames per batch at most (default 0: the next frame of every camera)",
+    )
+    g.add_argument(
+        "--tracking",
+        action="store_true",
+        help="instance ids persist across frames (track ids per camera, by header time), as the node's tracking",
+    )
+    g.add_argument(
+        "--track-buffer-s",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="with --tracking: forget a track unseen for this long (default: %(default)s)",
     )
     g.add_argument("--overwrite", action="store_true", help="replace OUT once the new bag is complete")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
