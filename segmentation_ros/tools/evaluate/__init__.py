@@ -20,6 +20,9 @@ Submodules:
   :data:`MASK_SOURCES` and :func:`to_rle`.
 - ``evaluation``: :func:`evaluate` and the plumbing from data forms to samples and label set.
 - ``report``: :func:`format_report`.
+- ``tracking``: identity consistency over time (``eval --task tracking``): :func:`evaluate_tracking`
+  scores a tracker's ids and the per-frame ids on synthetic drives with the MOT metrics
+  (motmetrics: IDF1, MOTA, ID switches), :class:`TrackingMetric`, :func:`format_tracking_report`.
 - ``command``: ``segmentation-ros eval`` (:func:`add_subcommand`).
 """
 
@@ -30,6 +33,7 @@ from segmentation_ros.tools.evaluate.data import EvalSample, coco_samples
 from segmentation_ros.tools.evaluate.evaluation import evaluate
 from segmentation_ros.tools.evaluate.metrics import MASK_SOURCES, to_rle
 from segmentation_ros.tools.evaluate.report import format_report
+from segmentation_ros.tools.evaluate.tracking import TrackingMetric, evaluate_tracking, format_tracking_report
 
 __all__ = [
     "EvalSample",
@@ -38,5 +42,8 @@ __all__ = [
     "coco_samples",
     "to_rle",
     "format_report",
+    "TrackingMetric",
+    "evaluate_tracking",
+    "format_tracking_report",
     "add_subcommand",
 ]

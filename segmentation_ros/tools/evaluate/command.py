@@ -13,6 +13,76 @@ from segmentation_ros.tools.evaluate.report import format_report
 
 DEFAULT_SYNTHETIC_SIZE = (320, 240)
 DEFAULT_SYNTHETIC_NUM = 100
+DEFAULT_TRACKING_SEQUENCES = 4
+DEFAULT_TRACKING_FRAMES = 30
+DEFAULT_TRACKING_FPS = 10.0
+#: ``--task`` values of ``eval``: the engine's tasks, and ``tracking`` (an instance model's ids over
+#: time, :mod:`segmentation_ros.tools.evaluate.tracking`).
+EVAL_TASKS = ("semantic", "instance", "panoptic", "tracking")
+
+
+def _tracking_command(args: argparse.Namespace) -> int:
+    """``eval --task tracking``: ``--num`` synthetic test-split drives of ``--frames`` frames, seeds
+    ``--seed``, ``--seed + 1``, ..."""
+    from segmentation_ros.engine.imageio import write_json
+    from segmentation_ros.engine.pipeline import SegmentationEngine
+    from segmentation_ros.engine.tracking import TrackerConfig
+    from segmentation_ros.tools.cli import engine_config_from_args
+    from segmentation_ros.tools.evaluate.tracking import evaluate_tracking, format_tracking_report
+    from segmentation_ros.tools.synthetic import generate_sequence, parse_synthetic_spec
+
+    config = engine_config_from_args(argparse.Namespace(**{**vars(args), "task": "instance"}))
+    size = parse_synthetic_spec(args.data, DEFAULT_SYNTHETIC_SIZE)
+    if size is None:
+        raise ValueError(
+            f"--task tracking needs --data synthetic or synthetic:WxH (drives whose object identities are "
+            f"known), got {args.data!r}"
+        )
+    width, height = size
+    num = args.num if args.num is not None else DEFAULT_TRACKING_SEQUENCES
+    frames = args.frames if args.frames is not None else DEFAULT_TRACKING_FRAMES
+    fps = args.fps if args.fps is not None else DEFAULT_TRACKING_FPS
+    if frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {frames}")
+    if not fps > 0.0:
+        raise ValueError(f"--fps must be > 0, got {fps}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    seeds = [args.seed + i for i in range(num)]
+    engine = SegmentationEngine(config)
+    tracker_config = TrackerConfig()
+    report = evaluate_tracking(
+        engine,
+        (generate_sequence(frames, s, width, height, split="test", fps=fps) for s in seeds),
+        names=[f"seed {s}" for s in seeds],
+        tracker_config=tracker_config,
+        mask_source=args.mask_source,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        total_frames=num * frames,
+    )
+    report = {
+        "config": {
+            "task": "tracking",
+            "models": {"instance": config.instance_model},
+            "weights": {"instance": config.instance_weights},
+            "labels": {"instance": engine.instance_model.labels.name},
+            "data": args.data,
+            "split": "test",
+            "seeds": seeds,
+            "sequences": num,
+            "frames_per_sequence": frames,
+            "fps": fps,
+            "resolution": f"{width}x{height}",
+            "mask_source": args.mask_source,
+        },
+        **report,
+    }
+    print(format_tracking_report(report))
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
 
 
 def _eval_command(args: argparse.Namespace) -> int:
@@ -21,9 +91,14 @@ def _eval_command(args: argparse.Namespace) -> int:
     from segmentation_ros.tools.cli import engine_config_from_args
     from segmentation_ros.tools.synthetic import generate_scenes, parse_synthetic_spec
 
-    config = engine_config_from_args(args)
     if args.num is not None and args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
+    if args.task == "tracking":
+        return _tracking_command(args)
+    for option in ("frames", "fps"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option} is for --task tracking")
+    config = engine_config_from_args(args)
     size = parse_synthetic_spec(args.data, DEFAULT_SYNTHETIC_SIZE)
     data_config: dict[str, Any] = {"data": args.data}
     if size is not None:
@@ -75,11 +150,21 @@ def add_subcommand(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "eval",
-        help="score a model on synthetic or COCO data: mIoU, COCO mask/box AP, PQ",
+        help="score a model on synthetic or COCO data: mIoU, COCO mask/box AP, PQ; tracking: IDF1, MOTA",
         description="Run the engine over labelled images and print per-class and overall mIoU, pixel "
-        "accuracy, COCO mask and box AP (pycocotools) and panoptic quality (torchmetrics).",
+        "accuracy, COCO mask and box AP (pycocotools) and panoptic quality (torchmetrics). With --task "
+        "tracking: run the instance model over synthetic camera drives whose object identities are known "
+        "and print the MOT metrics (motmetrics: IDF1, MOTA, ID switches, ...) of the tracker's ids and of "
+        "the per-frame ids.",
+        conflict_handler="resolve",  # eval's --task also takes "tracking" (replaces the shared option)
     )
     add_model_arguments(p)
+    p.add_argument(
+        "--task",
+        choices=EVAL_TASKS,
+        default="semantic",
+        help="what to score (default: %(default)s); tracking: the instance model's ids over time",
+    )
     p.add_argument(
         "--data",
         required=True,
@@ -92,9 +177,27 @@ def add_subcommand(subparsers: Any) -> None:
         "--num",
         type=int,
         default=None,
-        help=f"images to evaluate (synthetic default {DEFAULT_SYNTHETIC_NUM}, COCO: all)",
+        help=f"images to evaluate (synthetic default {DEFAULT_SYNTHETIC_NUM}, COCO: all); --task tracking: "
+        f"sequences (default {DEFAULT_TRACKING_SEQUENCES})",
     )
-    p.add_argument("--seed", type=int, default=0, help="synthetic data seed (default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="synthetic data seed (default: %(default)s); --task tracking: sequence i has seed SEED + i",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help=f"--task tracking: frames per sequence (default {DEFAULT_TRACKING_FRAMES})",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help=f"--task tracking: the drives' frame rate, sets the stamps (default {DEFAULT_TRACKING_FPS:g})",
+    )
     p.add_argument("--json", metavar="FILE", help="write every number and the configuration here")
     p.add_argument("--batch-size", type=int, default=1, help="frames per forward pass (default: %(default)s)")
     p.add_argument(
