@@ -163,6 +163,40 @@ def test_paste_comparison(report: dict[str, Any]) -> None:
     assert 0.9 < paste["pixel_agreement"] <= 1.0  # the same masks, up to sampling at the edges
 
 
+def test_tracking_case(report: dict[str, Any]) -> None:
+    """Tracker.update + apply_track_ids per frame at 100 moving boxes on 640x480, whatever the
+    cases' sizes; the synthetic motion is trackable, so the timed frames continue tracks."""
+    tracking = report["tracking"]
+    assert (tracking["width"], tracking["height"], tracking["detections"]) == (640, 480, 100)
+    assert report["options"]["tracking_detections"] == 100 and "tracking" in report["definitions"]
+    latency = tracking["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p99"] and _positive(tracking["step_ms"])
+    assert latency["samples"] == 2  # repeats x iters, as every variant
+    assert tracking["id_continuity"] > 0.99
+    (target,) = [t for t in report["targets"] if "tracking" in t["target"]]
+    assert (target["device"], target["case"], target["value"]) == ("cpu", "640x480", latency["p50"])
+    assert target["passed"] == (latency["p50"] <= bench.TRACKING_TARGET_MS)
+    table, markdown = bench.format_table(report), bench.format_markdown(report)
+    assert f"p50 {latency['p50']:.3f} ms" in table
+    assert f"| 640x480 | 100 | {latency['p50']:.3f} | {latency['p99']:.3f} |" in markdown
+
+
+@pytest.mark.parametrize(
+    "device, detections, p50, passed",
+    [("cpu", 100, 2.0, True), ("cpu", 100, 2.01, False), ("cpu", 50, 0.5, None), ("cuda", 100, 0.5, None)],
+    ids=["at_threshold", "just_beyond", "other_count", "cuda_run"],
+)
+def test_tracking_target(device: str, detections: int, p50: float, passed: bool | None) -> None:
+    tracking = {"width": 640, "height": 480, "detections": detections, "latency_ms": {"p50": p50, "p99": 9.0}}
+    report = {"machine": {"device_type": device}, "cases": [], "paste": [], "tracking": tracking}
+    (target,) = [t for t in bench.judge_targets(report) if "tracking" in t["target"]]
+    assert target["passed"] is passed and target["device"] == "cpu"
+    assert target["value"] == (p50 if detections == 100 else None)
+    assert target["note"] == (
+        "judged on the CPU only" if device == "cuda" else "" if detections == 100 else "not measured"
+    )
+
+
 def test_targets_are_judged_for_the_device_measured(report: dict[str, Any]) -> None:
     targets = report["targets"]
     gpu = [t for t in targets if t["device"] == "cuda"]
@@ -196,12 +230,13 @@ def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     out, md = tmp_path / "bench.json", tmp_path / "bench.md"
     argv = ["bench", "--device", "cpu", "--workload", SEMANTIC, "--size", "32x24", "--batch", "1"]
     argv += ["--warmup", "0", "--repeats", "1", "--iters", "1", "--paste-detections", "4"]
-    assert main([*argv, "--json", str(out), "--markdown", str(md)]) == 0
+    assert main([*argv, "--tracking-detections", "20", "--json", str(out), "--markdown", str(md)]) == 0
     report = json.loads(out.read_text())
     (case,) = report["cases"]
     assert (case["workload"], case["width"], case["height"], case["batch"]) == (SEMANTIC, 32, 24, 1)
     assert _positive(case["overhead_ratio"])
     assert report["paste"][0]["detections"] == 4
+    assert report["tracking"]["detections"] == 20 and report["tracking"]["latency_ms"]["samples"] == 1
     assert "ours_fp32" in capsys.readouterr().out and md.read_text().startswith("| workload")
 
 
@@ -389,6 +424,8 @@ def test_bad_options_are_refused() -> None:
         bench.run_benchmark(_tiny("cpu", [_case(SEMANTIC)], repeats=0))
     with pytest.raises(ValueError, match="no cases"):
         bench.run_benchmark(_tiny("cpu", []))
+    with pytest.raises(ValueError, match="tracking_detections"):
+        bench.run_benchmark(_tiny("cpu", [_case(SEMANTIC)], tracking_detections=0))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -24,6 +24,11 @@ and the ``demo`` preset at 640x480) finishes in about two minutes on two cores, 
 CUDA default) is every preset at 640x480 and 1280x720 with one and four cameras, FP32 and BF16,
 Mask R-CNN at torchvision's 800-pixel input plus at camera resolution.
 
+Tracking (``tracking``, always on the CPU): one frame's :meth:`Tracker.update` and
+:func:`apply_track_ids` (instance id map, ids and panoptic relabelled) at 100 moving synthetic
+boxes on a 640x480 frame, 30 Hz of header time, with its latency percentiles and the share of
+detections that keep their id from one frame to the next.
+
 Ratios: ``overhead_ratio`` = ours / forward (median step time), ``speedup_vs_naive`` = naive / ours,
 ``multicam_speedup`` = separate / batched, ``paste_speedup`` = torchvision's
 ``paste_masks_in_image`` / :func:`paste_masks` at the same boxes.
@@ -41,7 +46,8 @@ Modules:
 - :mod:`.workloads`: what is measured: workloads, cases, options and the quick and full presets.
 - :mod:`.measure`: warming up, interleaved timing, latency percentiles and peak memory of variants.
 - :mod:`.paths`: the three paths as variants: ours, forward and the naive node.
-- :mod:`.cases`: one case's variants measured together with their ratios; the mask-paste comparison.
+- :mod:`.cases`: one case's variants measured together with their ratios; the mask-paste comparison;
+  the tracking cost.
 - :mod:`.report`: :func:`run_benchmark`: the machine, the definitions, every case, the targets.
 - :mod:`.targets`: the targets judged for the device measured.
 - :mod:`.output`: the report as plain-text and Markdown tables.
@@ -52,7 +58,7 @@ from segmentation_ros.tools.bench.command import add_subcommand, options_from_ar
 from segmentation_ros.tools.bench.measure import AUTO_MAX_ITERS, AUTO_RUN_S
 from segmentation_ros.tools.bench.output import format_markdown, format_table
 from segmentation_ros.tools.bench.report import DEFINITIONS, machine_info, run_benchmark
-from segmentation_ros.tools.bench.targets import FPS_TARGETS, judge_targets
+from segmentation_ros.tools.bench.targets import FPS_TARGETS, TRACKING_TARGET_MS, judge_targets
 from segmentation_ros.tools.bench.workloads import (
     WORKLOADS,
     BenchOptions,
@@ -81,6 +87,7 @@ __all__ = [
     "AUTO_RUN_S",
     "DEFINITIONS",
     "FPS_TARGETS",
+    "TRACKING_TARGET_MS",
     "machine_info",
     "options_from_args",
 ]

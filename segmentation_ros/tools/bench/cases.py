@@ -1,11 +1,13 @@
 """Cases: one case's variants (naive, ours and forward at each precision) measured together, with
-their ratios; and the mask-paste comparison."""
+their ratios; the mask-paste comparison; the tracking cost."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from segmentation_ros.tools.bench.measure import _measure, _Variant
@@ -139,4 +141,124 @@ def _paste_case(width: int, height: int, options: BenchOptions, device: torch.de
         "torchvision_ms": measured["torchvision"]["step_ms"],
         "paste_speedup": round(measured["torchvision"]["step_ms"] / measured["ours"]["step_ms"], 2),
         "pixel_agreement": round(agreement, 5),
+    }
+
+
+#: The tracking case's camera size and frame rate (header time between frames).
+TRACKING_SIZE = (640, 480)
+TRACKING_RATE_HZ = 30.0
+_TRACKING_CYCLE = 300  # frames; the motion repeats exactly after this many
+
+
+def _tracking_scene(detections: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, Any]:
+    """A moving synthetic set of boxes and one frame's results to relabel.
+
+    Each object circles its own centre (radius 10-60 px, one or two turns per cycle, so the motion
+    is periodic and smooth across the cycle's end) with a pixel of box noise per frame; its score
+    (0.3-1.0, noisy per frame) puts some detections in ByteTrack's second stage. The results: an
+    instance id map painted from the first frame's boxes (higher scores on top) and the panoptic
+    maps over it (the boxes as things, sky and ground as stuff), as the engine would return.
+
+    Returns:
+        (boxes per frame in the cycle, scores (cycle, N), class ids (N,), the Segmentation).
+    """
+    from segmentation_ros.engine.labels import get_label_set
+    from segmentation_ros.engine.panoptic import Segment
+    from segmentation_ros.engine.pipeline import panoptic_label_space
+    from segmentation_ros.engine.results import InstanceResult, PanopticResult, Segmentation
+
+    width, height = TRACKING_SIZE
+    n, cycle = detections, _TRACKING_CYCLE
+    rng = np.random.default_rng(seed)
+    size = rng.uniform(0.04, 0.12, (n, 2)) * (width, height)
+    centre = rng.uniform(size / 2 + 60, (width, height) - size / 2 - 60, (n, 2))
+    radius = rng.uniform(10, 60, (n, 1))
+    phase = rng.uniform(0, 2 * math.pi, (n, 1))
+    turns = rng.choice([-2, -1, 1, 2], (n, 1))
+    base_score = np.sort(rng.uniform(0.3, 1.0, n))[::-1]
+    frames = []
+    for k in range(cycle):
+        angle = phase + 2 * math.pi * turns * k / cycle
+        c = centre + radius * np.concatenate([np.cos(angle), np.sin(angle)], 1)
+        frames.append(np.concatenate([c - size / 2, c + size / 2], 1) + rng.normal(0, 1.0, (n, 4)))
+    scores = np.clip(base_score + rng.normal(0, 0.1, (cycle, n)), 0.05, 1.0).astype(np.float32)
+    labels = get_label_set("shapes")
+    classes = rng.choice(labels.thing_ids, n).astype(np.int64)
+
+    id_map = np.zeros((height, width), dtype=np.uint16)
+    for i, (x1, y1, x2, y2) in enumerate(np.clip(frames[0], 0, (width, height, width, height)).astype(int)):
+        region = id_map[y1:y2, x1:x2]
+        region[region == 0] = i + 1  # a higher score (a lower index) stays on top
+    ground, sky = labels.by_name("ground"), labels.by_name("sky")
+    segment_ids = id_map.astype(np.int32)
+    segment_ids[(id_map == 0) & (np.arange(height)[:, None] < height // 2)] = n + 1
+    segment_ids[(id_map == 0) & (np.arange(height)[:, None] >= height // 2)] = n + 2
+    areas = np.bincount(segment_ids.ravel(), minlength=n + 3)
+    segments = [
+        Segment(i + 1, int(classes[i]), True, int(areas[i + 1]), (0, 0, 0, 0), float(scores[0, i]), i + 1)
+        for i in range(n)
+    ] + [
+        Segment(n + 1, sky.id, False, int(areas[n + 1]), (0, 0, width, height // 2), 1.0, 0),
+        Segment(n + 2, ground.id, False, int(areas[n + 2]), (0, height // 2, width, height // 2), 1.0, 0),
+    ]
+    divisor = 1000
+    codes = np.array([0] + [s.class_id * divisor + s.instance_id for s in segments], dtype=np.int32)
+    segmentation = Segmentation(
+        height,
+        width,
+        instances=InstanceResult(
+            ids=np.arange(1, n + 1, dtype=np.int32),
+            class_ids=classes,
+            scores=scores[0],
+            boxes=frames[0].astype(np.float32),
+            masks=torch.zeros((n, 0, 0), dtype=torch.bool),  # apply_track_ids does not read them
+            instance_ids=id_map,
+            label_set=labels,
+        ),
+        panoptic=PanopticResult(
+            segment_ids=segment_ids,
+            panoptic=codes[segment_ids],
+            segments=segments,
+            label_set=panoptic_label_space(labels, labels)[0],
+            label_divisor=divisor,
+        ),
+    )
+    return frames, scores, classes, segmentation
+
+
+def _tracking_case(options: BenchOptions) -> dict[str, Any]:
+    """One frame's tracking cost on the CPU: :meth:`Tracker.update` and :func:`apply_track_ids` at
+    ``options.tracking_detections`` moving boxes on a 640x480 frame with panoptic results, frame
+    after frame at 30 Hz of header time."""
+    from segmentation_ros.engine.tracking import Tracker, TrackerConfig, apply_track_ids
+
+    n = options.tracking_detections
+    frames, scores, classes, segmentation = _tracking_scene(n, options.seed)
+    divisor = segmentation.panoptic.label_divisor  # type: ignore[union-attr]
+    tracker = Tracker(TrackerConfig(max_id=divisor - 1))  # ids fit the panoptic encoding
+    period_ns = round(1e9 / TRACKING_RATE_HZ)
+    state = {"frame": 0, "previous": None, "kept": 0, "compared": 0}
+
+    def step() -> int:
+        k = state["frame"]
+        state["frame"] = k + 1
+        ids = tracker.update(k * period_ns, frames[k % len(frames)], scores[k % len(frames)], classes)
+        apply_track_ids(segmentation, ids)
+        if state["previous"] is not None:
+            state["kept"] += int(np.count_nonzero(ids == state["previous"]))
+            state["compared"] += ids.size
+        state["previous"] = ids
+        return ids.size
+
+    # many short steps: the percentiles need samples (at least 3 warm frames: tracks and velocities)
+    tracking_options = dataclasses.replace(options, warmup=max(options.warmup, 3), iters=options.iters or 100)
+    (measured,) = _measure([_Variant("tracking", step, 1)], tracking_options, torch.device("cpu")).values()
+    width, height = TRACKING_SIZE
+    return {
+        "width": width,
+        "height": height,
+        "detections": n,
+        "step_ms": measured["step_ms"],
+        "latency_ms": measured["latency_ms"],
+        "id_continuity": round(state["kept"] / state["compared"], 5) if state["compared"] else None,
     }

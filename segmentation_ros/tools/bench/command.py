@@ -83,6 +83,9 @@ def add_subcommand(subparsers: Any) -> None:
     )
     p.add_argument("--max-detections", type=int, help="detections per frame at most (default 20)")
     p.add_argument("--paste-detections", type=int, help="masks in the paste comparison (default 100)")
+    p.add_argument(
+        "--tracking-detections", type=int, help="moving boxes per frame in the tracking case (default 100)"
+    )
     p.add_argument("--weights", default="none", help="weights for every model (default: none = random)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -114,6 +117,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         "score_threshold": args.score_threshold,
         "max_detections": args.max_detections,
         "paste_detections": args.paste_detections,
+        "tracking_detections": args.tracking_detections,
     }
     options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
     options.native = not args.no_native

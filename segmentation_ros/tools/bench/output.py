@@ -47,8 +47,13 @@ def _target_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _continuity(tracking: dict[str, Any]) -> str:
+    value = tracking["id_continuity"]
+    return "-" if value is None else f"{value:.4f}"
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """The report as plain-text tables: cases, mask paste, targets."""
+    """The report as plain-text tables: cases, mask paste, tracking, targets."""
     rows = _rows(report)
     widths = [max(len(r[i]) for r in [_HEADER, *rows]) for i in range(len(_HEADER))]
 
@@ -71,6 +76,15 @@ def format_table(report: dict[str, Any]) -> str:
             f"  {p['width']}x{p['height']}, {p['detections']} detections: torchvision {p['torchvision_ms']:.2f} ms, "
             f"ours {p['ours_ms']:.2f} ms, speedup {p['paste_speedup']:.1f}x, pixel agreement {p['pixel_agreement']:.4f}"
         )
+    tracking = report.get("tracking")
+    if tracking is not None:
+        out.append("")
+        out.append("tracking (Tracker.update + apply_track_ids per frame, CPU)")
+        out.append(
+            f"  {tracking['width']}x{tracking['height']}, {tracking['detections']} detections: "
+            f"p50 {tracking['latency_ms']['p50']:.3f} ms, p99 {tracking['latency_ms']['p99']:.3f} ms, "
+            f"id continuity {_continuity(tracking)}"
+        )
     out.append("")
     out.append("targets")
     out += ["  " + s for s in _target_lines(report)]
@@ -78,7 +92,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def format_markdown(report: dict[str, Any]) -> str:
-    """The cases, mask paste and targets as Markdown tables (for BENCHMARKS.md)."""
+    """The cases, mask paste, tracking and targets as Markdown tables (for BENCHMARKS.md)."""
     out = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join("---" for _ in _HEADER) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in _rows(report)]
     out += [
@@ -91,6 +105,15 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"| {p['width']}x{p['height']} | {p['detections']} | {p['torchvision_ms']:.2f} | {p['ours_ms']:.2f} | "
             f"{p['paste_speedup']:.1f}x | {p['pixel_agreement']:.4f} |"
         )
+    tracking = report.get("tracking")
+    if tracking is not None:
+        out += [
+            "",
+            "| tracking | detections | p50 ms | p99 ms | id continuity |",
+            "|---|---|---|---|---|",
+            f"| {tracking['width']}x{tracking['height']} | {tracking['detections']} | "
+            f"{tracking['latency_ms']['p50']:.3f} | {tracking['latency_ms']['p99']:.3f} | {_continuity(tracking)} |",
+        ]
     out += [
         "",
         "| result | device | target | case | value | variant | note |",

@@ -1,5 +1,5 @@
-"""The report: the machine, the definitions of what is reported, every case, the mask paste and
-the targets (:func:`run_benchmark`)."""
+"""The report: the machine, the definitions of what is reported, every case, the mask paste, the
+tracking cost and the targets (:func:`run_benchmark`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from segmentation_ros.tools.bench.cases import _paste_case, _run_case
+from segmentation_ros.tools.bench.cases import _paste_case, _run_case, _tracking_case
 from segmentation_ros.tools.bench.targets import judge_targets
 from segmentation_ros.tools.bench.workloads import BenchOptions
 
@@ -64,6 +64,9 @@ DEFINITIONS = {
     "speedup_vs_naive": "naive / ours_<p>, median step time",
     "multicam_speedup": "ours_<p>_separate / ours_<p> (batched), median step time",
     "paste_speedup": "torchvision paste_masks_in_image (+ threshold) / batched paste_masks, median",
+    "tracking": "one frame's Tracker.update + apply_track_ids (instance id map, ids, panoptic) on the CPU, "
+    "tracking_detections moving boxes at 640x480 and 30 Hz of header time; latency_ms per frame, id_continuity "
+    "the share of detections keeping the previous frame's id",
     "step_ms": "median over timed runs of the mean step time (one step = every camera of the case)",
     "latency_ms": "percentiles of single steps over all timed runs",
     "peak_gpu_mb": "the variant's model weights + most allocated on top of what was allocated before it ran "
@@ -92,6 +95,8 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
             raise ValueError(
                 f"sizes and batches must be positive, got {spec.width}x{spec.height} batch {spec.batch}"
             )
+    if not 1 <= options.tracking_detections <= 999:
+        raise ValueError(f"tracking_detections must be in 1..999, got {options.tracking_detections}")
     if min(options.warmup, options.repeats - 1, options.iters) < 0:
         raise ValueError(
             f"need warmup >= 0, repeats >= 1, iters >= 0 (0 = auto); got {options.warmup}, {options.repeats}, {options.iters}"
@@ -113,6 +118,7 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
             "max_detections": options.max_detections,
             "weights": options.weights,
             "seed": options.seed,
+            "tracking_detections": options.tracking_detections,
         },
         "definitions": DEFINITIONS,
         "cases": [],
@@ -130,6 +136,8 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
     for width, height in sizes:
         say(f"mask paste {width}x{height}, {options.paste_detections} detections")
         report["paste"].append(_paste_case(width, height, options, device))
+    say(f"tracking, {options.tracking_detections} detections")
+    report["tracking"] = _tracking_case(options)
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["machine"]["process_max_rss_mb"] = round(

@@ -6,6 +6,8 @@ from typing import Any
 
 #: GPU frame-rate targets (640x480, one camera, end to end): workload -> (fps, p99 ms or None).
 FPS_TARGETS = {"deeplabv3": (400.0, None), "maskrcnn": (150.0, None), "panoptic": (100.0, 10.0)}
+#: CPU target: one frame's Tracker.update + apply_track_ids, median latency (100 detections, 640x480).
+TRACKING_TARGET_MS = 2.0
 
 
 def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -15,8 +17,9 @@ def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     overhead ratio <= 1.10, the frame rates of :data:`FPS_TARGETS`, four cameras batched >= 2x four
     separate pipelines. The speedup target takes our fastest precision at the naive loop's
     network resolution, the frame-rate targets our fastest variant, native resolution included
-    (named in ``variant``). CPU targets are judged on the CPU: every case's overhead ratio <= 1.10 and the
-    batched mask paste >= 10x torchvision's at 100 detections.
+    (named in ``variant``). CPU targets are judged on the CPU: every case's overhead ratio <= 1.10, the
+    batched mask paste >= 10x torchvision's at 100 detections, and tracking (update + apply_track_ids)
+    at 100 detections on 640x480 within :data:`TRACKING_TARGET_MS` (median).
     """
     on = report["machine"]["device_type"]
     targets: list[dict[str, Any]] = []
@@ -118,5 +121,15 @@ def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"{paste['width']}x{paste['height']}",
             value,
             value is not None and value >= 10.0,
+        )
+    tracking = report.get("tracking")
+    if tracking is not None:
+        value = tracking["latency_ms"]["p50"] if tracking["detections"] == 100 else None
+        add(
+            "cpu",
+            f"tracking update + apply_track_ids <= {TRACKING_TARGET_MS:g} ms (100 detections, median)",
+            f"{tracking['width']}x{tracking['height']}",
+            value,
+            value is not None and value <= TRACKING_TARGET_MS,
         )
     return targets

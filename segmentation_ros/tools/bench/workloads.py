@@ -92,6 +92,7 @@ class BenchOptions:
         score_threshold, max_detections: fix the instance workload (see the module docstring).
         paste_detections: masks per frame in the mask-paste comparison.
         paste_sizes: (width, height) of the paste comparison (default: the cases' sizes).
+        tracking_detections: moving boxes per frame in the tracking case (640x480).
         weights: model weights for every model ("none" = random initialisation, never downloads).
         seed: weights, frames and paste inputs.
     """
@@ -109,6 +110,7 @@ class BenchOptions:
     max_detections: int = 20
     paste_detections: int = 100
     paste_sizes: tuple[tuple[int, int], ...] = ()
+    tracking_detections: int = 100
     weights: str = "none"
     seed: int = 0
     label: str = ""  # "quick", "full" or "custom", recorded in the report
