@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,3 +57,16 @@ def ros_context() -> Iterator[Any]:
         yield context
     finally:
         rclpy.try_shutdown(context=context)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """When a test fails while live nodes run, its report gets their thread stacks and log tails."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    live_ros = sys.modules.get("live_ros")
+    for node in list(getattr(live_ros, "RUNNING", ())):
+        report.sections.append((f"{node.fqn} stacks", node.stacks() or "(exited, or no py-spy)"))
+        report.sections.append((f"{node.fqn} log", node.log()[-4000:]))

@@ -23,8 +23,18 @@ from typing import Any
 
 import yaml
 
+#: Nodes started and not yet killed: a failing test reports their stacks and logs (conftest.py).
+RUNNING: set[LiveNode] = set()
 START_TIMEOUT_S = 90.0  # importing torch and building the model while other tests use the CPU
 CALL_TIMEOUT_S = 30.0
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the test process dies, so no node outlives a killed run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def ros_type(type_name: str) -> type:
@@ -85,8 +95,14 @@ class LiveNode:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # the node picks its DDS profile itself
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
+        RUNNING.add(self)
 
     def topic(self, relative: str) -> str:
         return f"/{self.namespace}/{relative}" if self.namespace else f"/{relative}"
@@ -104,12 +120,7 @@ class LiveNode:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                if os.path.exists(spy):
-                    dump = subprocess.run(
-                        [spy, "dump", "--pid", str(self.process.pid)], capture_output=True, text=True
-                    )
-                    self.log_path.with_suffix(".stack.txt").write_text(dump.stdout + dump.stderr)
+                self.log_path.with_suffix(".stack.txt").write_text(self.stacks())
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
                 raise AssertionError(
@@ -121,6 +132,15 @@ class LiveNode:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        RUNNING.discard(self)
+
+    def stacks(self) -> str:
+        """Every thread's Python stack (py-spy), for a node that stopped answering; '' without py-spy."""
+        spy = Path(sys.executable).parent / "py-spy"
+        if self.process.poll() is not None or not spy.is_file():
+            return ""
+        dump = subprocess.run([str(spy), "dump", "--pid", str(self.process.pid)], capture_output=True, text=True)
+        return dump.stdout + dump.stderr
 
 
 class Probe:

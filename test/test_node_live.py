@@ -145,6 +145,16 @@ def latest_diagnostics(probe: Probe, node: LiveNode, after: float) -> dict[str, 
     return None
 
 
+def endpoint_qos(probe: Probe, node: LiveNode, topic: str, kind: str) -> Any:
+    """The QoS that ``node``'s one publisher or subscription on ``topic`` has, as DDS discovery reports it."""
+    infos = getattr(
+        probe.node, f"get_{'publishers' if kind == 'publisher' else 'subscriptions'}_info_by_topic"
+    )(topic)
+    mine = [i for i in infos if i.node_name == node.name]
+    assert len(mine) == 1, (topic, kind, infos)
+    return mine[0].qos_profile
+
+
 def publish_until(probe: Probe, publisher: Any, msg: Any, done: Any, what: str, period: float = 3.0) -> None:
     """Publish ``msg`` and wait for ``done()``, publishing again every ``period`` s (best effort input)."""
     deadline = time.monotonic() + OUTPUT_WAIT_S
@@ -250,7 +260,9 @@ def test_tracked_ids_persist_across_frames_in_every_output(probe: Probe, panopti
             f"the tracked outputs of stamp {stamp}",
         )
         detections = {int(d.id) for d in stamped(probe, topics["detections"], stamp)[0].detections}
-        id_map = set(np.unique(image_to_numpy(stamped(probe, topics["instances/ids"], stamp)[0])).tolist()) - {0}
+        id_map = set(
+            np.unique(image_to_numpy(stamped(probe, topics["instances/ids"], stamp)[0])).tolist()
+        ) - {0}
         things = image_to_numpy(stamped(probe, topics["panoptic/ids"], stamp)[0]) % DIVISOR
         assert detections and detections == id_map == set(np.unique(things).tolist()) - {0}
         seen.append(detections)
@@ -288,14 +300,10 @@ def test_qos_as_documented(probe: Probe, panoptic: LiveNode) -> None:
     from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
     def offered(topic: str) -> Any:
-        infos = [i for i in probe.node.get_publishers_info_by_topic(topic) if i.node_name == panoptic.name]
-        assert len(infos) == 1, (topic, infos)
-        return infos[0].qos_profile
+        return endpoint_qos(probe, panoptic, topic, "publisher")
 
     def requested(topic: str) -> Any:
-        infos = [i for i in probe.node.get_subscriptions_info_by_topic(topic) if i.node_name == panoptic.name]
-        assert len(infos) == 1, (topic, infos)
-        return infos[0].qos_profile
+        return endpoint_qos(probe, panoptic, topic, "subscription")
 
     for cam in CAMERAS:
         for rel, spec in PANOPTIC_OUTPUTS.items():
@@ -564,24 +572,16 @@ def test_qos_overrides_apply_to_their_topic_only_and_sim_time_drives_the_clock(
         probe.wait_state(node, "active")
 
         def offered(rel: str) -> Any:
-            return next(
-                i
-                for i in probe.node.get_publishers_info_by_topic(node.topic(rel))
-                if i.node_name == node.name
-            )
+            return endpoint_qos(probe, node, node.topic(rel), "publisher")
 
         def requested(rel: str) -> Any:
-            return next(
-                i
-                for i in probe.node.get_subscriptions_info_by_topic(node.topic(rel))
-                if i.node_name == node.name
-            )
+            return endpoint_qos(probe, node, node.topic(rel), "subscription")
 
-        assert offered("semantic/labels").qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
-        assert offered("semantic/confidence").qos_profile.reliability == ReliabilityPolicy.RELIABLE
-        assert offered("semantic/color").qos_profile.reliability == ReliabilityPolicy.RELIABLE
-        assert requested("image").qos_profile.reliability == ReliabilityPolicy.RELIABLE
-        assert requested("camera_info").qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert offered("semantic/labels").reliability == ReliabilityPolicy.BEST_EFFORT
+        assert offered("semantic/confidence").reliability == ReliabilityPolicy.RELIABLE
+        assert offered("semantic/color").reliability == ReliabilityPolicy.RELIABLE
+        assert requested("image").reliability == ReliabilityPolicy.RELIABLE
+        assert requested("camera_info").reliability == ReliabilityPolicy.BEST_EFFORT
         assert probe.get_parameters(node, "classes") == {"classes": []}
 
         # use_sim_time: the node's clock is /clock. Diagnostics are stamped with it and the
