@@ -357,3 +357,21 @@ def test_cli_eval_synthetic_size_rules_are_trains(capsys, data, message):
     rc = main(["eval", "--weights", "none", "--device", "cpu", "--data", data])
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_segment_in_batches_checks_what_the_engine_returns() -> None:
+    from types import SimpleNamespace
+
+    from segmentation_ros.tools.evaluate.evaluation import segment_in_batches
+
+    items = [SimpleNamespace(image=np.zeros((4, 6, 3), np.uint8), name=f"f{i}") for i in range(5)]
+
+    def engine(images: list) -> list:
+        return [Segmentation(height=im.shape[0], width=im.shape[1]) for im in images]
+
+    batches = list(segment_in_batches(engine, items, 2))
+    assert [len(b) for b, _, _ in batches] == [2, 2, 1] and all(s >= 0 for _, _, s in batches)
+    with pytest.raises(ValueError, match="1 results for 2 frames"):
+        list(segment_in_batches(lambda images: engine(images)[:1], items, 2))
+    with pytest.raises(ValueError, match="f0: result is 3x2, image is 6x4"):
+        list(segment_in_batches(lambda images: [Segmentation(2, 3)] * len(images), items, 2, lambda i: i.name))

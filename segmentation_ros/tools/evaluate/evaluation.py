@@ -79,6 +79,34 @@ def _engine_config(engine: Any) -> dict | None:
     return out
 
 
+def _sample_name(sample: EvalSample) -> str:
+    return sample.name or (f"id {sample.image_id}" if sample.image_id is not None else "")
+
+
+def segment_in_batches(
+    engine: Segmenter, items: Iterable[Any], batch_size: int, name: Callable[[Any], str] = lambda item: ""
+) -> Iterator[tuple[list[Any], list[Segmentation], float]]:
+    """Run ``engine`` over ``items`` (anything with an ``image``), ``batch_size`` at a time.
+
+    Yields each batch, its results and the seconds the engine took. The results are checked: one
+    per item, each at its item's size (a ValueError names the item with ``name`` otherwise).
+    """
+    iterator = iter(items)
+    while batch := list(islice(iterator, batch_size)):
+        t0 = time.perf_counter()
+        results = engine([item.image for item in batch])
+        seconds = time.perf_counter() - t0
+        if len(results) != len(batch):
+            raise ValueError(f"the engine returned {len(results)} results for {len(batch)} frames")
+        for item, result in zip(batch, results, strict=True):
+            height, width = np.asarray(item.image).shape[:2]
+            if (result.height, result.width) != (height, width):
+                raise ValueError(
+                    f"{name(item) or 'an image'}: result is {result.width}x{result.height}, image is {width}x{height}"
+                )
+        yield batch, results, seconds
+
+
 def evaluate(
     engine: Segmenter,
     data: Iterable[Any] | str | Path,
@@ -140,22 +168,12 @@ def evaluate(
 
     bar = tqdm(total=total, desc="eval", unit="image", disable=not progress)
     try:
-        while batch := list(islice(samples, batch_size)):
-            t0 = time.perf_counter()
-            results = engine([s.image for s in batch])
-            inference += time.perf_counter() - t0
-            if len(results) != len(batch):
-                raise ValueError(f"the engine returned {len(results)} results for {len(batch)} frames")
+        for batch, results, seconds in segment_in_batches(engine, samples, batch_size, _sample_name):
+            inference += seconds
             for sample, result in zip(batch, results, strict=True):
                 count += 1
-                name = sample.name or (
-                    f"id {sample.image_id}" if sample.image_id is not None else f"#{count}"
-                )
-                height, width = sample.image.shape[:2]
-                if (result.height, result.width) != (height, width):
-                    raise ValueError(
-                        f"image {name}: result is {result.width}x{result.height}, image is {width}x{height}"
-                    )
+                name = _sample_name(sample) or f"#{count}"
+                height, width = result.height, result.width
                 key = f"{width}x{height}"
                 resolutions[key] = resolutions.get(key, 0) + 1
                 gt_semantic = sample.semantic

@@ -48,13 +48,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import islice
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from segmentation_ros.engine.results import InstanceResult, Segmentation
+from segmentation_ros.engine.results import InstanceResult
+from segmentation_ros.tools.evaluate.evaluation import Segmenter, segment_in_batches
 from segmentation_ros.tools.evaluate.metrics import MASK_SOURCES
 
 __all__ = [
@@ -96,7 +96,6 @@ _METRICS = {
 }
 
 #: An engine: a batch of (H, W, 3) uint8 RGB frames in, one Segmentation per frame out.
-Segmenter = Callable[[list[np.ndarray]], list[Segmentation]]
 
 DEFINITIONS = {
     "matching": "per frame, prediction and ground-truth object may match when their mask IoU >= the "
@@ -361,20 +360,12 @@ def evaluate_tracking(
             name = names[index] if names is not None and index < len(names) else f"#{index + 1}"
             tracker.reset()
             metric.start_sequence(name)
-            iterator = iter(sequence)
-            while batch := list(islice(iterator, batch_size)):
-                t0 = time.perf_counter()
-                results = engine([frame.image for frame in batch])
-                inference += time.perf_counter() - t0
-                if len(results) != len(batch):
-                    raise ValueError(f"the engine returned {len(results)} results for {len(batch)} frames")
+            batches = segment_in_batches(engine, sequence, batch_size, lambda frame, name=name: name)
+            for batch, results, seconds in batches:
+                inference += seconds
                 for frame, result in zip(batch, results, strict=True):
                     frames += 1
-                    height, width = np.asarray(frame.image).shape[:2]
-                    if (result.height, result.width) != (height, width):
-                        raise ValueError(
-                            f"{name}: result is {result.width}x{result.height}, frame is {width}x{height}"
-                        )
+                    height, width = result.height, result.width
                     instances = result.instances
                     if instances is None:
                         raise ValueError("tracking needs instance results (task 'instance' or 'panoptic')")
