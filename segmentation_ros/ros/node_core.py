@@ -605,7 +605,8 @@ class SegmentationCore:
             "last_error": s.last_error,
         }
         if self.params["tracking"]:
-            tracks = [(cam, t) for cam, tracker in sorted(self.trackers.items()) for t in tracker.tracks()]
+            with self._lock:  # the inference thread updates the trackers (and adds cameras') meanwhile
+                tracks = [(cam, t) for cam, tracker in sorted(self.trackers.items()) for t in tracker.tracks()]
             values["tracks_active"] = str(len(tracks))
             # each track's age: camera/id=seconds since it started
             values["track_ages_s"] = " ".join(f"{topic_name(cam, str(t.track_id))}={t.age_s:.1f}" for cam, t in tracks)
