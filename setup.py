@@ -47,7 +47,7 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "catkin_pkg>=1.0", "ruff>=0.4", "import-linter>=2.0", "py-spy>=0.3"],
+        "test": ["pytest>=7", "catkin_pkg>=1.0", "ruff>=0.4", "import-linter>=2.0", "py-spy>=0.3", "hypothesis>=6"],
     },
     zip_safe=True,
     maintainer="segmentation_ros developers",
