@@ -20,6 +20,7 @@ requirements = [
     "torch>=2.1",
     "torchvision>=0.16",
     "opencv-python-headless>=4.8",
+    "pillow>=9",  # image headers read before decoding (engine/imageio.py)
     "pyyaml>=6",
     "rosbags>=0.10",
     "tqdm>=4.60",

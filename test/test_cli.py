@@ -133,3 +133,138 @@ def test_models_lists_the_registry(capsys) -> None:
         assert r["task"] == get_model_entry(r["name"]).task
     published = {r["name"]: r for r in rows}["deeplabv3_resnet50"]
     assert published["metrics"]["miou"] > 0 and published["gflops"] > 0
+
+
+# --- hardening: no input aborts the run, no result overwrites another, one error for a bad --out ---
+SEMANTIC = ["segment", "--task", "semantic", "--model", "lraspp_mobilenet_v3_large", "--weights", "none"]
+SEMANTIC += ["--device", "cpu", "--quiet"]
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A valid 8x8 PNG whose IHDR (CRC fixed) declares ``width`` x ``height``: a few hundred bytes."""
+    import struct
+    import zlib
+
+    ok, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))
+    data = bytearray(png.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_an_image_declaring_absurd_dimensions_is_skipped_and_the_rest_processed(tmp_path, capsys) -> None:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_declaring(50000, 50000))  # OpenCV itself raised cv2.error and the run aborted
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_declaring(20000, 20000))
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.full((24, 32, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    assert main([*SEMANTIC, "--out", str(out), str(bomb), str(huge), str(good)]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["good.json", "good.overlay.png", "good.semantic.png"]
+    err = capsys.readouterr().err
+    assert "50000x50000 = 2500000000 pixels, over the limit of 40000000" in err
+    assert "20000x20000 = 400000000 pixels, over the limit of 40000000" in err
+    assert "2 of 3 inputs were skipped" in err
+
+
+def test_max_image_pixels_is_the_limit(tmp_path, capsys) -> None:
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.full((24, 32, 3), 90, np.uint8))  # 768 pixels
+    assert main([*SEMANTIC, "--max-image-pixels", "767", "--out", str(tmp_path / "a"), str(image)]) == 1
+    assert "32x24 = 768 pixels, over the limit of 767" in capsys.readouterr().err
+    assert main([*SEMANTIC, "--max-image-pixels", "768", "--out", str(tmp_path / "b"), str(image)]) == 0
+    assert (tmp_path / "b" / "frame.json").is_file()
+    with pytest.raises(SystemExit):
+        main([*SEMANTIC, "--max-image-pixels", "0", "--out", str(tmp_path / "c"), str(image)])
+
+
+def test_inputs_of_the_same_name_in_different_folders_keep_both_results(tmp_path) -> None:
+    inputs = []
+    for camera, (height, width) in (("cam1", (24, 32)), ("cam2", (20, 28))):
+        (tmp_path / "data" / camera).mkdir(parents=True)
+        inputs.append(tmp_path / "data" / camera / "0001.png")
+        cv2.imwrite(str(inputs[-1]), np.full((height, width, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    assert main([*SEMANTIC, "--out", str(out), *map(str, inputs)]) == 0
+    for camera, path, height in (("cam1", inputs[0], 24), ("cam2", inputs[1], 20)):
+        record = json.loads((out / camera / "0001.json").read_text())
+        assert record["image"] == str(path) and record["height"] == height
+        assert _read(out / camera / "0001.semantic.png").shape == (height, record["width"])
+    assert sorted(p.name for p in out.iterdir()) == ["cam1", "cam2"]
+
+
+def test_inputs_that_would_share_a_name_are_refused_before_any_work(tmp_path, capsys) -> None:
+    png, jpg = tmp_path / "frame.png", tmp_path / "frame.jpg"
+    cv2.imwrite(str(png), np.full((24, 32, 3), 90, np.uint8))
+    cv2.imwrite(str(jpg), np.full((24, 32, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    assert main([*SEMANTIC, "--out", str(out), str(png), str(jpg)]) == 2
+    err = capsys.readouterr().err
+    assert f"inputs {png} and {jpg} would both write their results to frame.* under --out" in err
+    assert not out.exists()  # refused before anything was written
+    # the same file twice is one input, not a collision
+    assert main([*SEMANTIC, "--out", str(out), str(png), str(png)]) == 0
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_unwritable_out_is_one_clear_error(tmp_path, capsys, monkeypatch, where: str) -> None:
+    import segmentation_ros.engine.pipeline as pipeline
+
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.full((24, 32, 3), 90, np.uint8))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    out = blocker if where == "a file" else blocker / "out"
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(pipeline, "SegmentationEngine", no_model)
+    assert main([*SEMANTIC, "--out", str(out), str(image), str(image)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    reason = "File exists" if where == "a file" else "Not a directory"
+    assert err == [f"segmentation-ros: error: --out {out} is not a writable directory: {reason}"]
+
+
+def test_a_write_failure_mid_run_stops_with_one_error(tmp_path, capsys, monkeypatch) -> None:
+    import errno
+
+    import segmentation_ros.engine.imageio as imageio
+
+    images = []
+    for name in ("a", "b", "c"):
+        images.append(tmp_path / f"{name}.png")
+        cv2.imwrite(str(images[-1]), np.full((24, 32, 3), 90, np.uint8))
+
+    def disk_full(path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(imageio, "write_png", disk_full)
+    assert main([*SEMANTIC, "--out", str(tmp_path / "out"), *map(str, images)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"segmentation-ros: error: cannot write the results of {images[0]}")
+    assert err[0].endswith("No space left on device")
+
+
+
+def test_a_frame_the_engine_refuses_is_skipped_with_its_name(tmp_path, capsys, monkeypatch) -> None:
+    """An image that reads but fails the engine's per-frame check (validate_frame) is skipped like an
+    unreadable one; it used to end the whole run with status 2."""
+    import segmentation_ros.engine.pipeline as pipeline
+
+    check = pipeline.validate_frame
+
+    def refuse_width_30(frame, index=0):
+        if frame.shape[1] == 30:
+            raise ValueError(f"frame {index}: refused by the test")
+        return check(frame, index)
+
+    monkeypatch.setattr(pipeline, "validate_frame", refuse_width_30)
+    odd, good = tmp_path / "odd.png", tmp_path / "good.png"
+    cv2.imwrite(str(odd), np.full((24, 30, 3), 90, np.uint8))
+    cv2.imwrite(str(good), np.full((24, 32, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    assert main([*SEMANTIC, "--out", str(out), str(odd), str(good)]) == 1
+    assert f"skipped: image {odd}: frame 0: refused by the test" in capsys.readouterr().err
+    assert (out / "good.json").is_file() and not list(out.glob("odd*"))

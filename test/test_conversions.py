@@ -489,3 +489,205 @@ def test_16_bit_files_and_messages_scale_alike(humble: RosbagsFactory, tmp_path)
     assert from_file.dtype == np.uint8
     np.testing.assert_array_equal(from_file, from_message)
     np.testing.assert_array_equal(from_file, np.round(pixels / 257.0).astype(np.uint8))
+
+
+# --- hardening: any message content gives ConversionError or a valid image -------------------------
+# The names new with the pixel limit are imported inside the tests, so that this module still loads
+# against older code and each test fails on its own.
+
+
+def bomb_jpeg(width: int, height: int) -> bytes:
+    """A valid 8x8 JPEG (631 bytes) whose frame header (SOF0) declares ``width`` x ``height``."""
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(jpeg.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def bomb_png(width: int, height: int, pixels: np.ndarray | None = None) -> bytes:
+    """A valid small PNG whose IHDR (CRC fixed, so it stays a well-formed PNG) declares ``width`` x ``height``."""
+    import zlib
+
+    ok, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8) if pixels is None else pixels)
+    data = bytearray(png.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything reaches OpenCV's decoder (a bomb must be refused from its header)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("cv2.imdecode was called: the payload was not refused from its header")
+
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+
+
+@pytest.mark.parametrize("encoding", COLOR_ENCODINGS)
+@pytest.mark.parametrize("height, width", [(0, 0), (0, 4), (3, 0)])
+def test_zero_sized_images_give_empty_colour(encoding: str, height: int, width: int) -> None:
+    """Bayer and YUV included (OpenCV refuses empty input; cv2.error used to escape)."""
+    dtype, channels = encoding_info(encoding)
+    step = width * channels * dtype.itemsize
+    msg = image_with(encoding=encoding, height=height, width=width, step=step, data=b"")
+    color = image_to_color(msg)
+    assert color.pixels.dtype == np.uint8
+    assert color.pixels.shape == ((height, width) if color.order == "gray" else (height, width, 3))
+    assert image_to_rgb(msg).shape == (height, width, 3)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"encoding": "8UC513", "step": 3 * 513}, "unknown image encoding '8UC513'.*C1 to C512"),
+        ({"encoding": "8UC\u0663"}, "unknown image encoding"),  # an Arabic-Indic 3 is no channel count
+        ({"encoding": None}, "unknown image encoding 'None'"),
+        ({"width": -3}, "width is -3; expected a non-negative integer"),
+        ({"height": -1, "data": b""}, "height is -1"),
+        ({"step": "wide"}, "step is 'wide'"),
+        ({"height": float("nan")}, "height is nan"),
+        ({"data": [0, 1, 2, 3, 4, 300]}, "data of type list is not bytes"),
+        ({"data": None}, "data of type NoneType is not bytes"),
+    ],
+)
+def test_absurd_fields_are_conversion_errors(fields: dict, match: str) -> None:
+    msg = image_with(**fields)
+    for convert in (image_to_numpy, image_to_color, image_to_rgb):
+        with pytest.raises(ConversionError, match=match):
+            convert(msg)
+
+
+def test_raw_images_over_the_pixel_limit_are_refused_before_anything_is_allocated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS, ImageTooLargeError
+
+    # 8001 x 5000 mono8 is just over 40 megapixels; calloc'd zeros cost no memory until touched.
+    msg = image_with(height=5000, width=8001, step=8001, data=np.zeros(5000 * 8001, np.uint8))
+    for convert in (image_to_numpy, image_to_color, image_to_rgb):
+        with pytest.raises(ConversionError, match=rf"8001x5000 = 40005000 pixels, over the limit of {DEFAULT_MAX_PIXELS}") as info:
+            convert(msg)
+        assert isinstance(info.value.__cause__, ImageTooLargeError)
+    # checked before the data: a message that declares a huge image and holds nothing says so
+    huge = image_with(height=2**31, width=2**31, step=2**31, data=b"")
+    with pytest.raises(ConversionError, match="over the limit"):
+        image_to_color(huge)
+    # the limit is the caller's: 5 x 6 = 30 pixels
+    small = numpy_to_image(sample("rgb8"), "rgb8", None, RosbagsFactory("humble"))
+    with pytest.raises(ConversionError, match="6x5 = 30 pixels, over the limit of 29"):
+        image_to_color(small, max_pixels=29)
+    assert image_to_color(small, max_pixels=30).pixels.shape == (5, 6, 3)
+    assert image_to_numpy(small, max_pixels=30).shape == (5, 6, 3)
+
+
+# cv_bridge's codes for bayer_* -> rgb8 (cv_bridge.cpp, getConversionCodes)
+CV_BRIDGE_BAYER = {
+    "rggb": cv2.COLOR_BayerBG2RGB,
+    "bggr": cv2.COLOR_BayerRG2RGB,
+    "gbrg": cv2.COLOR_BayerGR2RGB,
+    "grbg": cv2.COLOR_BayerGB2RGB,
+}
+
+
+@pytest.mark.parametrize("pattern", list(CV_BRIDGE_BAYER))
+def test_bayer_demosaics_like_cv_bridge(pattern: str, humble: RosbagsFactory) -> None:
+    """cv_bridge's cvtColor(bayer_* -> rgb8) runs its colour code on the image as it is and the depth
+    conversion (x * 255 / 65535, rounded) last: 16-bit mosaics are demosaiced at 16 bits; scaling
+    first is off by one on some pixels."""
+    rng = np.random.default_rng(7)
+    mosaic8 = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+    color8 = image_to_color(numpy_to_image(mosaic8, f"bayer_{pattern}8", None, humble))
+    np.testing.assert_array_equal(color8.pixels, cv2.cvtColor(mosaic8, CV_BRIDGE_BAYER[pattern]))
+    mosaic16 = rng.integers(0, 65536, (12, 16), dtype=np.uint16)
+    color16 = image_to_color(numpy_to_image(mosaic16, f"bayer_{pattern}16", None, humble))
+    demosaiced = cv2.cvtColor(mosaic16, CV_BRIDGE_BAYER[pattern])
+    expected = np.round(demosaiced.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    assert color8.order == color16.order == "rgb"
+    np.testing.assert_array_equal(color16.pixels, expected)
+
+
+def _encoded(ext: str, pixels: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(ext, pixels)
+    assert ok, ext
+    return data.tobytes()
+
+
+@pytest.mark.parametrize(
+    "ext, pixels",
+    [
+        (".tiff", np.full((6, 5), 0.5, np.float32)),  # OpenCV would return float32 pixels
+        (".tiff", np.full((6, 5, 3), 1000, np.uint16)),
+        (".tiff", np.zeros((6, 5, 3), np.uint8)),
+        (".hdr", np.full((6, 5, 3), 0.5, np.float32)),
+        (".pfm", np.full((6, 5, 3), 0.5, np.float32)),
+        (".bmp", np.zeros((6, 5, 3), np.uint8)),
+        (".webp", np.zeros((6, 5, 3), np.uint8)),
+        (".ppm", np.zeros((6, 5, 3), np.uint8)),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "bgr8; tiff compressed bgr8"])
+def test_compressed_payloads_other_than_jpeg_or_png_are_refused(fmt: str, ext: str, pixels: np.ndarray) -> None:
+    msg = SimpleNamespace(format=fmt, data=_encoded(ext, pixels))
+    for convert in (compressed_to_numpy, compressed_to_color):
+        with pytest.raises(ConversionError, match=f"cannot decode compressed image of format {fmt!r}.*expected a JPEG or PNG image"):
+            convert(msg)
+
+
+@pytest.mark.parametrize(
+    "payload, declared",
+    [(bomb_jpeg(16000, 12000), "16000x12000 = 192000000"), (bomb_png(32768, 32768), "32768x32768 = 1073741824")],
+    ids=["jpeg", "png"],
+)
+def test_compressed_bombs_are_refused_from_the_header(payload: bytes, declared: str, no_decoding: None) -> None:
+    msg = SimpleNamespace(format="jpeg", data=payload)
+    for convert in (compressed_to_numpy, compressed_to_color):
+        with pytest.raises(ConversionError, match=f"format 'jpeg' declares {declared} pixels, over the limit of 40000000"):
+            convert(msg)
+
+
+def test_compressed_pixel_limit_is_the_callers(humble: RosbagsFactory) -> None:
+    from segmentation_ros.engine.imageio import ImageTooLargeError
+
+    for fmt in ("png", "jpeg"):
+        msg = numpy_to_compressed(smooth_bgr(48, 64), fmt, None, humble)
+        with pytest.raises(ConversionError, match="64x48 = 3072 pixels, over the limit of 3071") as info:
+            compressed_to_color(msg, max_pixels=3071)
+        assert isinstance(info.value.__cause__, ImageTooLargeError)
+        assert compressed_to_color(msg, max_pixels=3072).pixels.shape == (48, 64, 3)
+        assert compressed_to_numpy(msg, max_pixels=3072).shape == (48, 64, 3)
+
+
+def test_compressed_depth_failures_are_conversion_errors(no_decoding: None) -> None:
+    header = struct.pack("<iff", 0, 100.0, -10.0)
+    for fmt in ("16UC1; compressedDepth png", "32FC1; compressedDepth png"):
+        with pytest.raises(ConversionError, match="declares 32768x32768 = 1073741824 pixels, over the limit"):
+            compressed_to_numpy(SimpleNamespace(format=fmt, data=header + bomb_png(32768, 32768)))
+        with pytest.raises(ConversionError, match="compressed depth image .*expected a PNG image"):
+            compressed_to_numpy(SimpleNamespace(format=fmt, data=header + bomb_jpeg(8, 8)))
+        with pytest.raises(ConversionError, match="expected a PNG image"):
+            compressed_to_numpy(SimpleNamespace(format=fmt, data=header + b"garbage!"))
+
+
+@pytest.mark.parametrize("fmt", ["16UC1; compressedDepth png", "32FC1; compressedDepth png"])
+@pytest.mark.parametrize(
+    "pixels", [np.zeros((4, 5), np.uint8), np.zeros((4, 5, 3), np.uint16)], ids=["8-bit", "colour"]
+)
+def test_compressed_depth_is_a_16_bit_one_channel_png(fmt: str, pixels: np.ndarray) -> None:
+    payload = struct.pack("<iff", 0, 100.0, -10.0) + _encoded(".png", pixels)
+    with pytest.raises(ConversionError, match=r"decoded to .*; expected 16-bit \(H, W\)"):
+        compressed_to_numpy(SimpleNamespace(format=fmt, data=payload))
+
+
+def test_a_png_chunk_longer_than_the_payload_is_refused_before_decoding(no_decoding: None) -> None:
+    """OpenCV allocates a chunk's declared length before reading it: an 848-byte PNG whose IDAT
+    declares 2.4 GB took 2.4 GB of memory and seconds; the chunk table is checked first."""
+    ok, png = cv2.imencode(".png", smooth_bgr(12, 16))
+    data = bytearray(png.tobytes())
+    assert data[37:41] == b"IDAT"
+    data[33:37] = struct.pack(">I", 2_399_142_679)
+    for fmt, payload in (("png", bytes(data)), ("16UC1; compressedDepth png", bytes(12) + bytes(data))):
+        with pytest.raises(ConversionError, match="PNG chunk b'IDAT' at byte 33 declares 2399142679 bytes; only"):
+            compressed_to_numpy(SimpleNamespace(format=fmt, data=payload))

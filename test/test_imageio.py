@@ -91,3 +91,88 @@ def test_written_files_get_the_permissions_of_a_plain_open(tmp_path) -> None:
     plain.write_bytes(b"x")
     written = imageio.atomic_write_bytes(tmp_path / "atomic.bin", b"x")
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+# --- decoding: the header first, the pixel limit, only the formats asked for -----------------------
+
+
+def _encoded(ext: str, pixels: np.ndarray) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(ext, pixels)
+    assert ok, ext
+    return data.tobytes()
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    data = bytearray(_encoded(".png", np.zeros((8, 8), np.uint8)))
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("cv2.imdecode was called")
+
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+
+
+@pytest.mark.parametrize(
+    "ext, name", [(".jpg", "JPEG"), (".png", "PNG"), (".bmp", "BMP"), (".tiff", "TIFF"), (".webp", "WEBP"), (".ppm", "PPM")]
+)
+def test_the_header_gives_format_and_size_without_decoding(ext: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = _encoded(ext, np.zeros((7, 11, 3), np.uint8))
+    monkeypatch.setattr("cv2.imdecode", None)  # nothing may decode
+    assert imageio.read_image_header(payload) == (name, 11, 7)
+    assert imageio.read_image_header(np.frombuffer(payload, np.uint8)).format == name
+
+
+def test_read_image_refuses_a_bomb_from_its_header(tmp_path: Path, no_decoding: None) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_declaring(32768, 32768))  # 1 gigapixel declared in under 100 bytes
+    with pytest.raises(imageio.ImageTooLargeError, match=r"bomb.png declares 32768x32768 = 1073741824 pixels, over the limit of 40000000"):
+        imageio.read_image(path)
+    assert imageio.DEFAULT_MAX_PIXELS == 40_000_000
+
+
+def test_the_pixel_limit_is_exact(tmp_path: Path) -> None:
+    path = tmp_path / "frame.png"
+    path.write_bytes(_encoded(".png", np.zeros((6, 7, 3), np.uint8)))
+    assert imageio.read_image(path, max_pixels=42).shape == (6, 7, 3)
+    with pytest.raises(imageio.ImageTooLargeError, match="7x6 = 42 pixels, over the limit of 41"):
+        imageio.read_image(path, max_pixels=41)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
+            imageio.read_image(path, max_pixels=bad)
+
+
+@pytest.mark.parametrize(
+    "ext, pixels",
+    [(".tiff", np.full((3, 4), 0.5, np.float32)), (".bmp", np.zeros((3, 4, 3), np.uint8)), (".hdr", np.ones((3, 4, 3), np.float32))],
+)
+def test_decode_image_takes_only_the_formats_asked_for(ext: str, pixels: np.ndarray) -> None:
+    """OpenCV decodes by content; a payload of another format is refused, not decoded."""
+    payload = _encoded(ext, pixels)
+    with pytest.raises(ValueError, match=r"cannot decode message: \d+ bytes starting .*; expected a JPEG or PNG image"):
+        imageio.decode_image(payload, formats=("JPEG", "PNG"), what="message")
+    with pytest.raises(ValueError, match="unknown image formats"):
+        imageio.decode_image(payload, formats=("GIF",))
+
+
+def test_read_image_refuses_float_and_foreign_files(tmp_path: Path) -> None:
+    for ext, pixels, match in (
+        (".tiff", np.full((3, 4), 0.5, np.float32), "unsupported pixel type float32"),
+        (".hdr", np.ones((3, 4, 3), np.float32), "expected a JPEG, PNG, BMP, TIFF, WebP or PNM image"),
+        (".pfm", np.ones((3, 4, 3), np.float32), "expected a JPEG, PNG, BMP, TIFF, WebP or PNM image"),
+    ):
+        path = tmp_path / f"x{ext}"
+        path.write_bytes(_encoded(ext, pixels))
+        with pytest.raises(ValueError, match=match):
+            imageio.read_image(path)

@@ -8,9 +8,13 @@ Dtypes and shapes follow cv_bridge's ``imgmsg_to_cv2(msg, "passthrough")``: one 
 (H, W), more give (H, W, C); ``mono16`` is uint16, ``32FC1`` float32, the YUV 4:2:2 encodings
 (H, W, 2) uint8 and the Bayer encodings (H, W) of the raw mosaic.
 
-Every problem with an input (unknown encoding, data of the wrong size, a step too small for the
-width, a payload OpenCV cannot decode) raises :class:`ConversionError`, which names the bad value
-and what was expected.
+Every problem with an input, whatever the message holds (unknown or absurd encoding, data of the
+wrong size, a step too small for the width, a payload that is not a JPEG or PNG, more pixels than
+``max_pixels``), raises :class:`ConversionError`, which names the bad value and what was expected;
+nothing else escapes. The pixel limit (``max_pixels``, default
+:data:`~segmentation_ros.engine.imageio.DEFAULT_MAX_PIXELS`) is checked before anything is
+allocated: from ``height * width`` for an ``Image``, from the header for a ``CompressedImage`` (a
+few hundred bytes can declare a gigapixel image).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from segmentation_ros.engine.imageio import to_8bit
+from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS, check_image_size, decode_image, to_8bit
 from segmentation_ros.ros.messages import MessageFactory, as_uint8_array, make_header
 
 __all__ = [
@@ -42,7 +46,9 @@ __all__ = [
 
 
 class ConversionError(ValueError):
-    """An image message cannot be converted: bad encoding, size, step or compressed payload."""
+    """An image message cannot be converted: bad encoding, size, step or compressed payload, or more
+    pixels than the limit (then its ``__cause__`` is an
+    :class:`~segmentation_ros.engine.imageio.ImageTooLargeError`)."""
 
 
 # encoding -> (dtype, channels) for the named encodings of sensor_msgs/image_encodings.hpp.
@@ -61,7 +67,8 @@ _NAMED_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 }
 
 # OpenCV-style encodings such as "8UC3" or "32FC1"; a missing channel count means 1 (as cv_bridge).
-_CV_TYPE = re.compile(r"(8U|8S|16U|16S|32S|32F|64F)C(\d*)")
+_CV_TYPE = re.compile(r"(8U|8S|16U|16S|32S|32F|64F)C([0-9]*)")
+_CV_MAX_CHANNELS = 512  # OpenCV's CV_CN_MAX: no cv::Mat has more channels
 _CV_DEPTHS: dict[str, np.dtype] = {
     "8U": np.dtype(np.uint8),
     "8S": np.dtype(np.int8),
@@ -72,7 +79,9 @@ _CV_DEPTHS: dict[str, np.dtype] = {
     "64F": np.dtype(np.float64),
 }
 
-# How image_to_color turns the encodings that are not plain RGB/BGR/mono into colour.
+# How image_to_color turns the encodings that are not plain RGB/BGR/mono into colour. Bayer and YUV
+# use cv_bridge's OpenCV codes; 16-bit Bayer is demosaiced at 16 bits, then scaled to 8 (cv_bridge's
+# order: colour conversion first, depth last).
 _BAYER_TO_RGB = {  # OpenCV names Bayer patterns after the second row; this mapping matches cv_bridge.
     "rggb": cv2.COLOR_BayerBG2RGB,
     "bggr": cv2.COLOR_BayerRG2RGB,
@@ -85,7 +94,8 @@ _YUV422_TO_RGB = {
     "yuyv": cv2.COLOR_YUV2RGB_YUY2,
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
 }
-_GENERIC_COLOR = {"8UC1": "gray", "8UC3": "bgr", "8UC4": "bgr"}  # OpenCV's BGR convention.
+# cv_bridge refuses these ("not a color format"); we read them in OpenCV's BGR convention.
+_GENERIC_COLOR = {"8UC1": "gray", "8UC3": "bgr", "8UC4": "bgr"}
 
 #: Encodings :func:`image_to_color` accepts.
 COLOR_ENCODINGS: tuple[str, ...] = (
@@ -120,15 +130,43 @@ def encoding_info(encoding: str) -> tuple[np.dtype, int]:
     match = _CV_TYPE.fullmatch(encoding)
     if match:
         channels = int(match.group(2)) if match.group(2) else 1
-        if channels >= 1:
+        if 1 <= channels <= _CV_MAX_CHANNELS:
             return _CV_DEPTHS[match.group(1)], channels
     raise ConversionError(
         f"unknown image encoding {encoding!r}; expected one of {', '.join(_NAMED_ENCODINGS)} "
-        "or an OpenCV type such as 8UC3, 16UC1, 32FC1 (depth 8U/8S/16U/16S/32S/32F/64F, C1 or more)"
+        "or an OpenCV type such as 8UC3, 16UC1, 32FC1 (depth 8U/8S/16U/16S/32S/32F/64F, "
+        f"C1 to C{_CV_MAX_CHANNELS})"
     )
 
 
-def image_to_numpy(msg: Any) -> np.ndarray:
+def _field(msg: Any, name: str) -> int:
+    """An integer field of a duck-typed message, as a ConversionError when it is none."""
+    value = getattr(msg, name, None)
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ConversionError(f"image field {name} is {value!r}; expected a non-negative integer") from None
+    if number < 0:
+        raise ConversionError(f"image field {name} is {number}; expected a non-negative integer")
+    return number
+
+
+def _bytes_of(data: Any, what: str) -> np.ndarray:
+    try:
+        return as_uint8_array(data)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConversionError(f"{what} data of type {type(data).__name__} is not bytes: {exc}") from None
+
+
+def _limit(width: int, height: int, max_pixels: int, what: str) -> None:
+    """check_image_size, with the too-large error as a ConversionError (its cause kept)."""
+    try:
+        check_image_size(width, height, max_pixels, what)
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from exc
+
+
+def image_to_numpy(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Return the pixels of a ``sensor_msgs/Image`` as an array, like cv_bridge's passthrough.
 
     Row padding (``step`` beyond ``width * bytes_per_pixel``) is skipped by striding, so the result
@@ -139,31 +177,34 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     Args:
         msg: any object with ``height``, ``width``, ``encoding``, ``is_bigendian``, ``step`` and
             ``data``.
+        max_pixels: the largest ``height * width`` to convert.
 
     Returns:
         (H, W) for one-channel encodings, else (H, W, C); dtype from the encoding (uint8 for
-        rgb8/bgr8/mono8/bayer_*8/yuv422, uint16 for mono16/16UC1, float32 for 32FC1, ...).
+        rgb8/bgr8/mono8/bayer_*8/yuv422, uint16 for mono16/16UC1, float32 for 32FC1, ...). A zero
+        height or width gives an empty array of that shape.
 
     Raises:
-        ConversionError: unknown encoding, ``step < width * bytes_per_pixel``, or
-            ``len(data) != height * step``.
+        ConversionError: unknown encoding, more than ``max_pixels`` pixels,
+            ``step < width * bytes_per_pixel``, or ``len(data) != height * step``.
     """
-    encoding = str(msg.encoding)
+    encoding = str(getattr(msg, "encoding", None))
     dtype, channels = encoding_info(encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    height, width, step = _field(msg, "height"), _field(msg, "width"), _field(msg, "step")
+    _limit(width, height, max_pixels, f"{encoding!r} image")
     pixel_bytes = dtype.itemsize * channels
     if step < width * pixel_bytes:
         raise ConversionError(
             f"image step {step} is smaller than width * bytes_per_pixel = {width} * {pixel_bytes} = "
             f"{width * pixel_bytes} for encoding {encoding!r}"
         )
-    buffer = as_uint8_array(msg.data)
+    buffer = _bytes_of(getattr(msg, "data", None), "image")
     if buffer.size != height * step:
         raise ConversionError(
             f"image data holds {buffer.size} bytes; expected height * step = {height} * {step} = "
             f"{height * step} for a {width}x{height} {encoding!r} image"
         )
-    big_endian = bool(msg.is_bigendian)
+    big_endian = bool(getattr(msg, "is_bigendian", 0))
     if dtype.itemsize > 1:
         dtype = dtype.newbyteorder(">" if big_endian else "<")
     shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)
@@ -249,35 +290,41 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Any, factory: Messa
     )
 
 
-def image_to_color(msg: Any) -> ColorImage:
+def image_to_color(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ColorImage:
     """Return a ``sensor_msgs/Image`` as 8-bit colour or grayscale pixels for a segmentation model.
 
-    rgb8 / bgr8 (and 8UC3, taken as BGR) are passed through as views; rgba8 / bgra8 (and 8UC4) drop
-    alpha, still a view; mono8 / 8UC1 come back as (H, W) grayscale views. 16-bit encodings are
-    scaled to 8 bit. Bayer mosaics are demosaiced and the YUV 4:2:2 encodings converted to RGB with
-    OpenCV (new arrays).
+    As cv_bridge's ``cvtColor`` to rgb8 (or to bgr8 / mono8, keeping the message's own order):
+    rgb8 / bgr8 are passed through as views; rgba8 / bgra8 drop alpha, still a view; mono8 comes
+    back as an (H, W) grayscale view; 16-bit encodings are scaled to 8 bit (x * 255 / 65535,
+    rounded); Bayer mosaics are demosaiced with cv_bridge's OpenCV codes, 16-bit ones at 16 bits
+    and then scaled, and the YUV 4:2:2 encodings converted to RGB (new arrays). Unlike cv_bridge,
+    which refuses the generic types here, 8UC3 / 8UC4 are read as BGR(A) (OpenCV's convention)
+    and 8UC1 as grayscale. A zero height or width gives an empty array of the result's shape.
 
     Raises:
         ConversionError: as :func:`image_to_numpy`; or the encoding has no colour meaning (e.g.
             32FC1, 16UC1); or a YUV 4:2:2 image has an odd width.
     """
-    encoding = str(msg.encoding)
+    encoding = str(getattr(msg, "encoding", None))
     if encoding not in COLOR_ENCODINGS:
         encoding_info(encoding)  # unknown encodings get the unknown-encoding message
         raise ConversionError(
             f"image encoding {encoding!r} has no colour interpretation; expected one of {', '.join(COLOR_ENCODINGS)}"
         )
-    pixels = image_to_numpy(msg)
+    pixels = image_to_numpy(msg, max_pixels=max_pixels)
+    if encoding in _YUV422_TO_RGB and pixels.shape[1] % 2:
+        raise ConversionError(f"{encoding!r} image width must be even (pixel pairs share U, V); got {msg.width}")
+    code = _BAYER_TO_RGB.get(encoding[6:10]) if encoding.startswith("bayer_") else _YUV422_TO_RGB.get(encoding)
+    if code is not None:
+        if pixels.size == 0:  # OpenCV refuses empty input
+            return ColorImage(np.zeros((*pixels.shape[:2], 3), np.uint8), "rgb")
+        try:
+            rgb = cv2.cvtColor(pixels, code)
+        except cv2.error as exc:  # not expected for any shape that passed the checks above
+            raise ConversionError(f"OpenCV cannot convert a {pixels.shape} {encoding!r} image: {exc}") from None
+        return ColorImage(to_8bit(rgb) if rgb.dtype == np.uint16 else rgb, "rgb")
     if pixels.dtype == np.uint16:
         pixels = to_8bit(pixels)
-    if encoding.startswith("bayer_"):
-        return ColorImage(cv2.cvtColor(pixels, _BAYER_TO_RGB[encoding[6:10]]), "rgb")
-    if encoding in _YUV422_TO_RGB:
-        if pixels.shape[1] % 2:
-            raise ConversionError(
-                f"{encoding!r} image width must be even (pixel pairs share U, V); got {msg.width}"
-            )
-        return ColorImage(cv2.cvtColor(pixels, _YUV422_TO_RGB[encoding]), "rgb")
     if encoding in _GENERIC_COLOR:
         order = _GENERIC_COLOR[encoding]
     elif encoding.startswith("mono"):
@@ -297,13 +344,13 @@ def _color_to_rgb(color: ColorImage) -> np.ndarray:
     return np.repeat(color.pixels[:, :, None], 3, axis=2)
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Return a ``sensor_msgs/Image`` as (H, W, 3) uint8 RGB (see :func:`image_to_color`).
 
     rgb8 comes back as a read-only view; BGR input as a read-only reversed-channel view; grayscale
     is replicated into three channels (a copy).
     """
-    return _color_to_rgb(image_to_color(msg))
+    return _color_to_rgb(image_to_color(msg, max_pixels=max_pixels))
 
 
 # compressed_depth_image_transport prefixes its PNG with a ConfigHeader: int32 format, float32[2]
@@ -311,41 +358,53 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 _DEPTH_HEADER = struct.Struct("<iff")
 
 
-def _decode(payload: np.ndarray, fmt: str) -> np.ndarray:
+def _decode(payload: np.ndarray, fmt: str, max_pixels: int, *, depth: bool = False) -> np.ndarray:
+    """Decode a JPEG or PNG payload (PNG only for ``depth``) through imageio's header-first decoder.
+
+    Returns (H, W), (H, W, 3) or (H, W, 4) pixels: uint8, or uint16 from a 16-bit PNG.
+    """
+    what = f"compressed {'depth ' if depth else ''}image of format {fmt!r}"
     if payload.size == 0:
-        raise ConversionError(f"compressed image (format {fmt!r}) has no data")
+        raise ConversionError(f"{what} has no data")
+    formats = ("PNG",) if depth else ("JPEG", "PNG")
     try:
-        pixels = cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        pixels = None
-        reason = f": {exc}"
-    else:
-        reason = ""
-    if pixels is None:
-        raise ConversionError(
-            f"cannot decode compressed image of format {fmt!r} ({payload.size} bytes starting "
-            f"{payload[:8].tobytes()!r}); expected a JPEG or PNG payload{reason}"
-        )
+        pixels = decode_image(payload, formats=formats, max_pixels=max_pixels, what=what)
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from exc
+    allowed = (np.uint16,) if depth else (np.uint8, np.uint16)
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if pixels.dtype not in allowed or channels not in ((1,) if depth else (1, 3, 4)):
+        expected = "16-bit (H, W)" if depth else "8-bit (or 16-bit PNG) gray, BGR or BGRA pixels"
+        raise ConversionError(f"{what} decoded to {pixels.dtype} {pixels.shape}; expected {expected}")
     return pixels
 
 
-def compressed_to_numpy(msg: Any) -> np.ndarray:
+def compressed_to_numpy(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) with OpenCV.
 
     Colour comes back in OpenCV's **BGR** order, whatever the ``format`` field says the original
     encoding was (image_transport always compresses colour as BGR): (H, W, 3) BGR, (H, W, 4) BGRA,
     or (H, W) grayscale; uint8, or uint16 for 16-bit PNG. ``format`` may be "jpeg", "png", "jpg" or
-    image_transport's "rgb8; jpeg compressed bgr8" form. compressed_depth_image_transport payloads
-    ("16UC1; compressedDepth png", "32FC1; compressedDepth png") are decoded to (H, W) uint16, or
+    image_transport's "rgb8; jpeg compressed bgr8" form; the payload itself must be a JPEG or PNG
+    (OpenCV would decode a TIFF, HDR or PFM payload to int or float pixels: these are refused).
+    compressed_depth_image_transport payloads ("16UC1; compressedDepth png", "32FC1;
+    compressedDepth png": a 12-byte header, then a 16-bit PNG) are decoded to (H, W) uint16, or
     float32 depth with NaN where the encoder stored no depth.
 
+    Args:
+        msg: any object with ``format`` and ``data``.
+        max_pixels: the largest ``width * height`` to decode; checked from the payload's header,
+            before decoding.
+
     Raises:
-        ConversionError: empty or undecodable payload, or an unsupported compressedDepth codec (rvl).
+        ConversionError: empty payload, not a JPEG or PNG, more than ``max_pixels`` pixels,
+            undecodable; a compressedDepth payload that is not a 16-bit one-channel PNG after its
+            header, or an unsupported compressedDepth codec (rvl).
     """
-    fmt = str(msg.format)
-    payload = as_uint8_array(msg.data)
+    fmt = str(getattr(msg, "format", None))
+    payload = _bytes_of(getattr(msg, "data", None), "compressed image")
     if "compresseddepth" not in fmt.lower():
-        return _decode(payload, fmt)
+        return _decode(payload, fmt, max_pixels)
     codec = fmt.lower().split("compresseddepth", 1)[1].strip() or "png"
     if codec != "png":
         raise ConversionError(
@@ -357,29 +416,26 @@ def compressed_to_numpy(msg: Any) -> np.ndarray:
             f"{_DEPTH_HEADER.size}-byte header followed by a PNG"
         )
     _, quant_a, quant_b = _DEPTH_HEADER.unpack(payload[: _DEPTH_HEADER.size].tobytes())
-    pixels = _decode(payload[_DEPTH_HEADER.size :], fmt)
+    pixels = _decode(payload[_DEPTH_HEADER.size :], fmt, max_pixels, depth=True)
     if not fmt.split(";", 1)[0].strip().startswith("32F"):
         return pixels
-    if pixels.dtype != np.uint16 or pixels.ndim != 2:
-        raise ConversionError(
-            f"compressedDepth 32FC1 payload decoded to {pixels.dtype} {pixels.shape}; expected 16-bit (H, W)"
-        )
     inverse = pixels.astype(np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         depth = np.float32(quant_a) / (inverse - np.float32(quant_b))
     depth[pixels == 0] = np.nan
     return depth
 
 
-def compressed_to_color(msg: Any) -> ColorImage:
+def compressed_to_color(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ColorImage:
     """Decode a ``sensor_msgs/CompressedImage`` to 8-bit colour ("bgr") or grayscale ("gray").
 
     Alpha is dropped and 16-bit PNGs are scaled to 8 bit. Depth payloads (compressedDepth) raise
-    :class:`ConversionError`.
+    :class:`ConversionError`; otherwise as :func:`compressed_to_numpy`.
     """
-    if "compresseddepth" in str(msg.format).lower():
-        raise ConversionError(f"compressed image of format {msg.format!r} is a depth image; it has no colour")
-    pixels = compressed_to_numpy(msg)
+    fmt = str(getattr(msg, "format", None))
+    if "compresseddepth" in fmt.lower():
+        raise ConversionError(f"compressed image of format {fmt!r} is a depth image; it has no colour")
+    pixels = compressed_to_numpy(msg, max_pixels=max_pixels)
     if pixels.dtype == np.uint16:
         pixels = to_8bit(pixels)
     if pixels.ndim == 2:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
+from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS
 from segmentation_ros.engine.pipeline import PRECISIONS, TASKS, EngineConfig
 
-__all__ = ["main", "add_model_arguments", "engine_config_from_args", "build_parser"]
+__all__ = ["main", "add_model_arguments", "engine_config_from_args", "build_parser", "output_stems"]
 
 log = logging.getLogger("segmentation_ros")
 
@@ -110,45 +113,104 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
 
 
 # ---- segment ------------------------------------------------------------------------------------
+def output_stems(images: Sequence[str | Path]) -> list[Path]:
+    """Where ``segment`` writes each input's results, relative to ``--out`` and without the suffix.
+
+    Each input keeps its path relative to the deepest folder that holds all the inputs, less its
+    extension: inputs of one folder give flat names (``a.png`` -> ``a``); ``cam1/0001.png`` and
+    ``cam2/0001.png`` give ``cam1/0001`` and ``cam2/0001``, so no result overwrites another. The
+    same file given twice maps to one name.
+
+    Raises:
+        ValueError: two different inputs would still share a name (``frame.png`` and ``frame.jpg``
+            in one folder); the message names both.
+    """
+    absolute = [Path(os.path.abspath(path)) for path in images]
+    if not absolute:
+        return []
+    root = Path(os.path.commonpath([path.parent for path in absolute]))
+    stems = [path.parent.relative_to(root) / path.stem for path in absolute]
+    owner: dict[Path, Path] = {}
+    for path, given, stem in zip(absolute, images, stems, strict=True):
+        first = owner.setdefault(stem, path)
+        if first != path:
+            other = images[absolute.index(first)]
+            raise ValueError(
+                f"inputs {other} and {given} would both write their results to {stem}.* under --out; "
+                "rename one, or segment them in separate runs with different --out"
+            )
+    return stems
+
+
+def _writable_directory(out: Path) -> Path:
+    """Create ``--out`` and prove a file can be written in it, before any model is loaded."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise RuntimeError(f"--out {out} is not a writable directory: {exc.strerror or exc}") from None
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _segment(args: argparse.Namespace) -> int:
     from segmentation_ros.engine.imageio import read_image, write_json, write_png
     from segmentation_ros.engine.panoptic import id_to_rgb
-    from segmentation_ros.engine.pipeline import SegmentationEngine
+    from segmentation_ros.engine.pipeline import SegmentationEngine, validate_frame
     from segmentation_ros.engine.visualize import overlay
 
+    # Everything that can be refused up front is, before the model loads and any result is written.
+    stems = output_stems(args.images)
+    out_dir = _writable_directory(Path(args.out))
     engine = SegmentationEngine(engine_config_from_args(args))
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
     categories = [
         {"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in engine.labels.classes
     ]
-    for path in tqdm(args.images, desc="segment", unit="image", disable=len(args.images) < 2 or args.quiet):
+    inputs = list(zip(args.images, stems, strict=True))
+    for path, stem in tqdm(inputs, desc="segment", unit="image", disable=len(inputs) < 2 or args.quiet):
         path = Path(path)
         try:
-            image = read_image(path)
-        except ValueError as exc:
+            image = read_image(path, max_pixels=args.max_image_pixels)  # its errors name the file
+            try:
+                image = validate_frame(image)
+            except ValueError as exc:
+                raise ValueError(f"image {path}: {exc}") from None
+        except ValueError as exc:  # unreadable, too large, or not a frame the engine takes
             failed += 1
             tqdm.write(f"skipped: {exc}", file=sys.stderr)
             continue
         result = engine.segment(image)
-        stem = out_dir / path.stem
+        stem = out_dir / stem
         record: dict = {"image": str(path), "height": result.height, "width": result.width, "task": args.task}
-        if result.semantic is not None:
-            write_png(f"{stem}.semantic.png", result.semantic.labels)
-            record["semantic_labels"] = result.semantic.label_set.name
-        if result.instances is not None:
-            write_png(f"{stem}.instances.png", result.instances.instance_ids)
-            record["detections"] = result.instances.detections()
-        if result.panoptic is not None:
-            write_png(f"{stem}.panoptic.png", id_to_rgb(result.panoptic.segment_ids))
-            record["segments_info"] = result.panoptic.segments_info()
-            record["label_divisor"] = result.panoptic.label_divisor
-        record["categories"] = categories
-        write_png(f"{stem}.overlay.png", overlay(image, result))
-        write_json(f"{stem}.json", record)
+        try:
+            if result.semantic is not None:
+                write_png(f"{stem}.semantic.png", result.semantic.labels)
+                record["semantic_labels"] = result.semantic.label_set.name
+            if result.instances is not None:
+                write_png(f"{stem}.instances.png", result.instances.instance_ids)
+                record["detections"] = result.instances.detections()
+            if result.panoptic is not None:
+                write_png(f"{stem}.panoptic.png", id_to_rgb(result.panoptic.segment_ids))
+                record["segments_info"] = result.panoptic.segments_info()
+                record["label_divisor"] = result.panoptic.label_divisor
+            record["categories"] = categories
+            write_png(f"{stem}.overlay.png", overlay(image, result))
+            write_json(f"{stem}.json", record)
+        except OSError as exc:  # a full disk or a vanished --out: every later write would fail too
+            raise RuntimeError(f"cannot write the results of {path} to {stem}.*: {exc.strerror or exc}") from None
     if failed:
-        print(f"{failed} of {len(args.images)} inputs could not be read", file=sys.stderr)
+        print(f"{failed} of {len(args.images)} inputs were skipped", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -196,9 +258,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("segment", help="segment image files into label, instance and panoptic PNGs + JSON")
+    p = sub.add_parser(
+        "segment",
+        help="segment image files into label, instance and panoptic PNGs + JSON",
+        description="Segment image files (JPEG, PNG, BMP, TIFF, WebP, PNM). Exit status: 0 when every "
+        "input was segmented; 1 when some could not be read (reported and skipped, the others "
+        "processed); 2 when nothing could be done or the run stopped (bad options, an unwritable "
+        "--out, two inputs that would write the same results).",
+    )
     add_model_arguments(p)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output directory; each input's results keep its path relative to the inputs' common folder",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="skip an image whose header declares more than N pixels, before decoding it (default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_segment)
