@@ -56,6 +56,7 @@ RUNTIME = (
     "lifecycle-msgs",
     "rcl-interfaces",
     "rosgraph-msgs",
+    "visualization-msgs",
 )
 #: What ``rosidl_generate_interfaces`` needs; ament_cmake's wheel does not pull in its parts.
 GENERATORS = (

@@ -13,7 +13,7 @@ import numpy as np
 from segmentation_ros.engine.labels import LabelSet, palette
 from segmentation_ros.engine.results import PanopticResult, Segmentation
 
-__all__ = ["colorize_labels", "colorize_instances", "colorize_panoptic", "overlay", "side_by_side"]
+__all__ = ["colorize_labels", "colorize_instances", "colorize_panoptic", "instance_color", "overlay", "side_by_side"]
 
 _INSTANCE_COLORS = palette(256)[1:]  # distinct, deterministic; 0 stays black
 # Colour of every uint16 instance id: 0 black, then the palette repeating.
@@ -88,12 +88,18 @@ def overlay(
     return out
 
 
+def instance_color(instance_id: int) -> tuple[int, int, int]:
+    """The RGB colour of instance ``instance_id`` (>= 1) in every picture: its box, its id-map
+    colour, its 3D marker."""
+    return tuple(int(v) for v in _INSTANCE_TABLE[(int(instance_id) - 1) % 65535 + 1])
+
+
 def _draw_boxes(canvas: np.ndarray, result: Segmentation) -> None:
     inst = result.instances
     assert inst is not None
     scale = max(0.35, min(canvas.shape[:2]) / 900)
     for i, c, s, box in zip(inst.ids, inst.class_ids, inst.scores, inst.boxes, strict=True):
-        color = tuple(int(v) for v in _INSTANCE_COLORS[(int(i) - 1) % len(_INSTANCE_COLORS)])
+        color = instance_color(i)
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, 1, cv2.LINE_AA)
         text = f"{int(i)} {inst.label_set.name_of(int(c))} {float(s):.2f}"
