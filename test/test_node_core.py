@@ -13,12 +13,15 @@ import ast
 import py_compile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
 from segmentation_ros.engine.weights import WeightsError
@@ -35,6 +38,7 @@ from segmentation_ros.ros.node_core import (
     OUTPUTS,
     PARAMETERS,
     Frame,
+    FrameStats,
     LatestFrames,
     Output,
     SegmentationCore,
@@ -388,6 +392,126 @@ def test_bad_frames_are_rejected_and_counted_the_rest_is_processed(factory: Rosb
     assert core.stats.last_error.startswith("corrupt: ") and "jpeg" in core.stats.last_error
 
 
+# One bad frame of each kind next to a good one: the good camera's outputs are published, the bad
+# frame is rejected, and the counters add up. The core runs at native resolution (the kinds are tiny).
+MAX_PIXELS = HEIGHT * WIDTH  # max_image_pixels of the guarded core: the good frames just fit
+
+
+def _raw(factory: RosbagsFactory, height: int, width: int, encoding: str = "rgb8", channels: int = 3):
+    header = make_header(factory, STAMP_NS, FRAME_ID)
+    data = np.zeros(height * width * channels, np.uint8)
+    return factory.new(
+        "sensor_msgs/msg/Image",
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels,
+        data=data,
+    )
+
+
+def _compressed(factory: RosbagsFactory, data: bytes | None = None, shape: tuple[int, int] = (HEIGHT, WIDTH)):
+    header = make_header(factory, STAMP_NS, FRAME_ID)
+    if data is None:
+        return numpy_to_compressed(np.zeros((*shape, 3), np.uint8), "png", header, factory, encoding="rgb8")
+    payload = np.frombuffer(data, np.uint8)
+    return factory.new("sensor_msgs/msg/CompressedImage", header=header, format="jpeg", data=payload)
+
+
+BAD_FRAMES = {  # kind: (the bad camera's frame, what its reason says)
+    "undecodable": (lambda f: _compressed(f, b"\xff\xd8\xff\xe0garbage"), "cannot decode"),
+    "wrong encoding": (lambda f: _raw(f, HEIGHT, WIDTH, "rgb9"), "unknown image encoding 'rgb9'"),
+    "no colour meaning": (lambda f: _raw(f, HEIGHT, WIDTH, "32FC1", 4), "'32FC1' has no colour"),
+    "zero-size": (lambda f: _raw(f, 0, WIDTH), "zero-sized"),
+    "zero-size bayer": (lambda f: _raw(f, 0, 0, "bayer_rggb8", 1), "zero-sized"),  # was OpenCV's own error
+    # the engine's geometry limits: sides of at least 16 pixels, at most 8:1 (pipeline.validate_frame)
+    "too thin": (lambda f: _raw(f, 15, WIDTH), "too small"),
+    "too elongated": (lambda f: _raw(f, 16, 160), "too elongated"),
+    "over max_image_pixels": (lambda f: _raw(f, HEIGHT + 1, WIDTH), f"over the limit of {MAX_PIXELS}"),
+    "compressed, over max_image_pixels": (
+        lambda f: _compressed(f, shape=(HEIGHT + 1, WIDTH)),
+        f"over the limit of {MAX_PIXELS}",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[SegmentationCore]:
+    """A semantic core for two cameras at native resolution, max_image_pixels just the good frames'."""
+    core = make_core(
+        "semantic",
+        RosbagsFactory("humble"),
+        cameras=["good", "bad"],
+        semantic_input_size=0,
+        max_image_pixels=MAX_PIXELS,
+    )
+    yield core
+    core.cleanup()
+
+
+@pytest.mark.parametrize("kind", list(BAD_FRAMES))
+def test_one_bad_frame_never_costs_the_other_cameras_frame(guarded: SegmentationCore, kind: str) -> None:
+    core, factory = guarded, guarded.factory
+    core.stats, core.frames = FrameStats(), LatestFrames()
+    image, reason = BAD_FRAMES[kind]
+    good, bad = Frame("good", image_msg(factory, scene())), Frame("bad", image(factory))
+    for frame in (bad, good):  # the live path: the callback's receive, the inference thread's take
+        core.receive(frame)
+    outputs = by_topic(core.process(core.frames.take(0)))
+    assert set(outputs) == {f"good/{t}" for t in contract_topics("semantic")} - {"good/semantic/camera_info"}
+    assert image_to_numpy(outputs["good/semantic/labels"]).shape == (HEIGHT, WIDTH)
+    values = {kv.key: kv.value for kv in core.diagnostics().status[0].values}
+    counts = [int(values[f"frames_{k}"]) for k in ("received", "processed", "dropped_stale", "rejected")]
+    assert counts == [2, 1, 0, 1]  # received = processed + dropped_stale + rejected
+    assert reason in bad.error and values["last_error"] == f"bad: {bad.error}" and good.error == ""
+
+
+def test_a_frame_whose_outputs_cannot_be_built_costs_only_its_own(guarded: SegmentationCore) -> None:
+    core, factory = guarded, guarded.factory
+    core.stats = FrameStats()
+    good = Frame("good", image_msg(factory, scene()))
+    bad = Frame("bad", image_msg(factory, scene()), camera_info=("not", "a CameraInfo"))
+    outputs = by_topic(core.process([bad, good]))
+    assert {topic.split("/")[0] for topic in outputs} == {"good"}
+    assert (core.stats.received, core.stats.processed, core.stats.rejected) == (2, 1, 1)
+    assert bad.error.startswith("AttributeError: ") and core.stats.last_error == "bad: " + bad.error
+
+
+class _FailsOn:
+    """The engine, failing (as a CUDA out-of-memory or a model bug would) for any batch holding a frame
+    of one shape."""
+
+    def __init__(self, engine: object, shape: tuple[int, ...]):
+        self.engine, self.shape, self.batches = engine, shape, []
+
+    def __call__(self, frames, orders):
+        self.batches.append(len(frames))
+        if any(frame.shape == self.shape for frame in frames):
+            raise RuntimeError("the engine failed")
+        return self.engine(frames, orders)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.engine, name)
+
+
+def test_an_engine_failure_rejects_only_the_frame_that_causes_it(
+    guarded: SegmentationCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core, factory = guarded, guarded.factory
+    core.stats = FrameStats()
+    engine = _FailsOn(core.engine, (HEIGHT // 2, WIDTH // 2, 3))
+    monkeypatch.setattr(core, "engine", engine)
+    good = Frame("good", image_msg(factory, scene()))
+    bad = Frame("bad", image_msg(factory, scene()[: HEIGHT // 2, : WIDTH // 2]))
+    outputs = by_topic(core.process([bad, good]))
+    assert {topic.split("/")[0] for topic in outputs} == {"good"}
+    assert engine.batches == [2, 1, 1]  # the batch, then each frame alone
+    assert (core.stats.received, core.stats.processed, core.stats.rejected) == (2, 1, 1)
+    assert bad.error == "RuntimeError: the engine failed" and core.stats.last_error == "bad: " + bad.error
+
+
 def _fields(msg: object) -> dict[str, object]:
     return {
         name: getattr(msg, name)
@@ -459,19 +583,153 @@ def test_validate_parameters_fills_defaults() -> None:
         ("max_detections", 2.5, "expected int"),
         ("autostart", "yes", "expected bool"),
         ("use_compressed", 1, "expected bool"),
-        ("classes", 3, "expected list"),
+        ("classes", 3, "expected a list of int"),
         ("score_threshold", 1.5, "[0.0, 1.0]"),
         ("max_detections", 0, "[1, 1000]"),
         ("diagnostics_period", 0.0, "[0.05, 3600.0]"),
         ("task", "depth", "expected one of"),
         ("precision", "fp8", "expected one of"),
         ("cameras", ["front", "/front"], "unique"),
+        # every wrong type or value is a ValueError naming the parameter, nothing is coerced
+        ("max_detections", float("inf"), "expected int"),
+        ("max_detections", float("nan"), "expected int"),
+        ("label_divisor", "1000", "expected int"),
+        ("score_threshold", float("nan"), "expected float"),
+        ("score_threshold", "0.5", "expected float"),
+        ("score_threshold", float("inf"), "[0.0, 1.0]"),
+        ("score_threshold", 10**400, "expected float"),
+        ("semantic_model", ["lraspp_mobilenet_v3_large"], "expected str"),
+        ("device", None, "expected str"),
+        ("device", b"cpu", "expected str"),
+        ("cameras", "front", "expected a list of str"),
+        ("cameras", {"front": 1}, "expected a list of str"),
+        ("cameras", ["front", 3], "parameter cameras[1]: expected str"),
+        ("classes", "123", "expected a list of int"),
+        ("classes", [1.5], "parameter classes[0]: expected int"),
+        ("classes", [True], "expected int"),
+        ("classes", ["1"], "expected int"),
+        ("classes", [-1], "[0, 65535]"),
+        # camera names are relative ROS namespaces
+        ("cameras", ["1st"], "not a relative ROS namespace"),
+        ("cameras", ["rig//left"], "not a relative ROS namespace"),
+        ("cameras", ["rig/2"], "not a relative ROS namespace"),
+        ("cameras", ["~/front"], "not a relative ROS namespace"),
+        ("cameras", ["{ns}/front"], "not a relative ROS namespace"),
+        ("cameras", ["front-left"], "not a relative ROS namespace"),
+        ("cameras", ["front left"], "not a relative ROS namespace"),
+        ("cameras", ["front\n"], "not a relative ROS namespace"),
+        ("cameras", ["kamera\u00e4"], "not a relative ROS namespace"),
     ],
 )
 def test_validate_parameters_rejects_bad_values_naming_them(name: str, value: object, expected: str) -> None:
     with pytest.raises(ValueError, match=f"parameter {name}") as excinfo:
         validate_parameters({name: value})
     assert expected in str(excinfo.value)
+
+
+def test_list_parameters_take_rclpy_arrays_and_keep_their_element_type() -> None:
+    import array
+
+    params = validate_parameters({"classes": array.array("q", [0, 2, 5]), "cameras": ("rig/left", "_aux2")})
+    assert params["classes"] == [2, 5] and all(type(c) is int for c in params["classes"])
+    assert params["cameras"] == ["rig/left", "_aux2"]
+    assert validate_parameters({"classes": np.array([3, 0]), "max_detections": np.int64(7)})["classes"] == [3]
+    assert type(validate_parameters({"max_detections": 7.0})["max_detections"]) is int
+
+
+# Arbitrary values for the property test: every type the parameter sources can hand over (YAML,
+# rclpy, the command line, Python callers) and then some, with the edge values of numbers.
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-2, max_value=70_000)
+    | st.floats()
+    | st.floats(min_value=-2.0, max_value=5.0)
+    | st.text(max_size=12)
+    | st.text(alphabet="ab_1/~{}- .", max_size=10)
+    | st.binary(max_size=4)
+    | st.complex_numbers()
+    | st.fractions()
+    | st.decimals()
+    | st.sampled_from([np.int64(3), np.float32(0.5), np.float64("nan"), np.bool_(True), np.str_("cpu")])
+    | st.sampled_from([p.default for p in PARAMETERS] + [c for p in PARAMETERS for c in p.choices or ()])
+)
+_ANY = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    | st.frozensets(st.integers(), max_size=2),
+    max_leaves=6,
+)
+
+
+def _assert_checked(spec, value: object) -> None:
+    """``value`` is of ``spec``'s type (a list: a list of its item type), within its range and choices."""
+    if isinstance(spec.default, list):
+        assert type(value) is list, (spec.name, value)
+        items, kind = value, spec.item
+    else:
+        items, kind = [value], type(spec.default)
+    for item in items:
+        assert type(item) is kind, (spec.name, value)
+        if spec.range is not None:
+            assert spec.range[0] <= item <= spec.range[1], (spec.name, value)
+        if spec.choices is not None:
+            assert item in spec.choices, (spec.name, value)
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(value=_ANY)
+@pytest.mark.parametrize("spec", PARAMETERS, ids=[spec.name for spec in PARAMETERS])
+def test_any_parameter_value_is_checked_or_refused_naming_the_parameter(spec, value: object) -> None:
+    """check() and validate_parameters() return a value of the parameter's type within its range, or
+    raise ValueError naming the parameter; nothing else ever escapes (no OverflowError, TypeError)."""
+    try:
+        checked = spec.check(value)
+    except ValueError as exc:
+        assert str(exc).startswith(f"parameter {spec.name}"), str(exc)
+    else:
+        _assert_checked(spec, checked)
+    try:
+        params = validate_parameters({spec.name: value})
+    except ValueError as exc:
+        assert str(exc).startswith(f"parameter {spec.name}"), str(exc)
+    else:
+        _assert_checked(spec, params[spec.name])
+        if spec.name == "cameras":  # what the names are is test_camera_names_are_the_namespaces_ros_accepts's
+            assert params["cameras"] and all(c == c.strip("/") for c in params["cameras"]), value
+
+
+@pytest.fixture(scope="module")
+def ros_name_checks() -> tuple[Callable[[str], object], Callable[[str], object]]:
+    """rcl's own checks of a namespace and of a topic name (through rclpy), which raise on a bad name."""
+    validate_namespace = pytest.importorskip("rclpy.validate_namespace").validate_namespace
+    return validate_namespace, pytest.importorskip("rclpy.validate_topic_name").validate_topic_name
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(name=st.text(alphabet="aZ_09/~{}-. \u00e9", max_size=8))
+def test_camera_names_are_the_namespaces_ros_accepts(ros_name_checks, name: str) -> None:
+    """A camera name passes exactly when rcl accepts it as a namespace and its topics as topic names."""
+    validate_namespace, validate_topic_name = ros_name_checks
+    relative = name.strip("/")
+    if not relative:
+        return  # the node's own namespace
+    try:
+        validate_namespace("/" + relative)
+        validate_topic_name(relative + "/image")
+        ros_accepts = True
+    except Exception:  # rclpy's InvalidNamespaceException / InvalidTopicNameException
+        ros_accepts = False
+    try:
+        validate_parameters({"cameras": [name]})
+        accepted = True
+    except ValueError as exc:
+        assert "parameter cameras" in str(exc)
+        accepted = False
+    assert accepted == ros_accepts, name
 
 
 def test_validate_parameters_rejects_unknown_names() -> None:
@@ -498,6 +756,16 @@ def test_set_parameters_at_runtime(factory: RosbagsFactory) -> None:
     assert core.params["score_threshold"] == 0.3 and core.engine.config.mask_threshold == 0.5
     core.set_parameters({"task": "semantic", "score_threshold": 0.4})  # an unchanged read-only value is fine
     assert core.engine.config.score_threshold == 0.4 and core.params["task"] == "semantic"
+
+
+def test_read_only_parameters_compare_as_validated() -> None:
+    core = make_core("semantic", RosbagsFactory("humble"), cameras=["front"], max_detections=10)
+    core.set_parameters({"cameras": ["/front/"], "max_detections": 10.0})  # the same, spelled otherwise
+    assert core.params["cameras"] == ["front"] and type(core.params["max_detections"]) is int
+    with pytest.raises(ValueError, match="cameras is read-only"):
+        core.set_parameters({"cameras": ["rear"]})
+    with pytest.raises(ValueError, match="parameter cameras: expected a list of str"):
+        core.set_parameters({"cameras": "front"})
 
 
 def test_read_only_parameters_change_before_configure() -> None:

@@ -53,6 +53,7 @@ INTEGER_PARAMETERS = {
     "label_divisor",
     "instance_min_size",
     "semantic_input_size",
+    "max_image_pixels",
 }
 BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time", "tracking"}
 INTEGER_ARRAY_PARAMETERS = {"classes"}

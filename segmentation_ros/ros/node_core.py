@@ -8,8 +8,11 @@ the same code runs with rclpy's classes (live) and rosbags' (offline and tests).
 
 from __future__ import annotations
 
+import array
 import copy
 import gc
+import math
+import reprlib
 import threading
 import time
 from collections import deque
@@ -19,18 +22,25 @@ from typing import Any
 
 import numpy as np
 
+from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS
 from segmentation_ros.engine.labels import LabelSet
 from segmentation_ros.engine.paths import config_dir
-from segmentation_ros.engine.pipeline import PRECISIONS, TASKS, EngineConfig, SegmentationEngine
+from segmentation_ros.engine.pipeline import (
+    PRECISIONS,
+    TASKS,
+    EngineConfig,
+    SegmentationEngine,
+    validate_frame,
+)
 from segmentation_ros.engine.results import Segmentation
 from segmentation_ros.engine.tracking import Tracker, TrackerConfig, apply_track_ids
 from segmentation_ros.engine.visualize import colorize_labels, colorize_panoptic, overlay
 from segmentation_ros.ros.conversions import (
-    ConversionError,
     compressed_to_color,
     image_to_color,
     numpy_to_image,
 )
+from segmentation_ros.ros.launch_helpers import _CAMERA_NAME as CAMERA_NAME
 from segmentation_ros.ros.messages import MessageFactory, make_header, time_to_ns
 
 __all__ = [
@@ -51,9 +61,47 @@ __all__ = [
 
 
 # ---- parameters -----------------------------------------------------------------------------------
+_LISTS = (list, tuple, array.array)  # array.array: how rclpy may hand over an integer array
+_REPR = reprlib.Repr()  # bounded reprs of bad values in error messages
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist = 80, 80, 8
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer (or an integral, finite float), else None: never a bool, string, 1.5, NaN or inf."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    """A real number as a float, else None: never a bool, string or NaN (infinities meet the range)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    return None if math.isnan(number) else number
+
+
+_CONVERT: dict[type, Callable[[Any], Any]] = {
+    bool: lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else None,
+    int: _as_int,
+    float: _as_float,
+    str: lambda v: str(v) if isinstance(v, str) else None,
+}
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One node parameter: default, description, range and whether it can change while running."""
+    """One node parameter: default, description, range and whether it can change while running.
+
+    A list parameter's elements are of type ``item``, each within ``range`` (and ``choices``).
+    """
 
     name: str
     default: Any
@@ -61,34 +109,35 @@ class ParameterSpec:
     read_only: bool = True
     range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+    item: type | None = None  # the element type of a list parameter
 
     def check(self, value: Any) -> Any:
-        """Return ``value`` converted to the parameter's type, or raise ValueError naming it."""
-        kind = type(self.default)
-        try:
-            if kind is bool:
-                if not isinstance(value, (bool, np.bool_)):
-                    raise TypeError
-                value = bool(value)
-            elif kind is int:
-                if isinstance(value, bool) or int(value) != value:
-                    raise TypeError
-                value = int(value)
-            elif kind is float:
-                if isinstance(value, bool):
-                    raise TypeError
-                value = float(value)
-            elif kind is str:
-                value = str(value) if value is not None else ""
-            elif kind is list:
-                value = list(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"parameter {self.name}: expected {kind.__name__}, got {value!r}") from None
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(f"parameter {self.name}: expected one of {self.choices}, got {value!r}")
-        if self.range is not None and not self.range[0] <= value <= self.range[1]:
-            raise ValueError(f"parameter {self.name}: expected a value in [{self.range[0]}, {self.range[1]}], got {value}")
-        return value
+        """Return ``value`` as the parameter's type (a list: a new list), or raise ValueError naming it.
+
+        Only values of the parameter's type pass: no bool for a number, no string for a number or a
+        list, no list for a string, no fractional or non-finite float for an int, no NaN for a float.
+        """
+        if not isinstance(self.default, list):
+            return self._check_one(value, type(self.default), "")
+        assert self.item is not None, f"parameter {self.name}: a list parameter needs its item type"
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            value = value.tolist()
+        if not isinstance(value, _LISTS):
+            expected = f"expected a list of {self.item.__name__}"
+            raise ValueError(f"parameter {self.name}: {expected}, got {_REPR.repr(value)}")
+        return [self._check_one(v, self.item, f"[{i}]") for i, v in enumerate(value)]
+
+    def _check_one(self, value: Any, kind: type, where: str) -> Any:
+        converted = _CONVERT[kind](value)
+        name = self.name + where
+        if converted is None:
+            raise ValueError(f"parameter {name}: expected {kind.__name__}, got {_REPR.repr(value)}")
+        if self.choices is not None and converted not in self.choices:
+            raise ValueError(f"parameter {name}: expected one of {self.choices}, got {_REPR.repr(converted)}")
+        if self.range is not None and not self.range[0] <= converted <= self.range[1]:
+            lo, hi = self.range
+            raise ValueError(f"parameter {name}: expected a value in [{lo}, {hi}], got {converted}")
+        return converted
 
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
@@ -111,7 +160,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec("max_detections", 100, "instances per frame at most", range=(1, 1000)),
     ParameterSpec("label_divisor", 1000, "panoptic/ids = class_id * label_divisor + instance_id", range=(2, 10**6)),
-    ParameterSpec("classes", [0], "keep only these instance class ids ([] or [0]: all)", read_only=False),
+    ParameterSpec(
+        "classes",
+        [0],
+        "keep only these instance class ids ([] or [0]: all)",
+        read_only=False,
+        range=(0, 65535),  # each id: the class ids a label set can have
+        item=int,
+    ),
     ParameterSpec(
         "instance_min_size",
         -1,
@@ -147,7 +203,18 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         range=(0.0, 1.0),
     ),
     ParameterSpec("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage)"),
-    ParameterSpec("cameras", [""], "camera namespaces served by one model ([''] = the node's namespace)"),
+    ParameterSpec(
+        "max_image_pixels",
+        DEFAULT_MAX_PIXELS,
+        "input images larger than this (height x width) are rejected unread",
+        range=(1, 2**30),  # 2**30: OpenCV's own decoding limit
+    ),
+    ParameterSpec(
+        "cameras",
+        [""],
+        "camera namespaces served by one model ([''] = the node's namespace), relative ROS names like rig/left",
+        item=str,
+    ),
     ParameterSpec("autostart", True, "configure and activate on start"),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.05, 3600.0)),
 )
@@ -156,15 +223,26 @@ _ENGINE_FIELDS = set(EngineConfig.__dataclass_fields__)
 
 
 def validate_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults filled in, every value type- and range-checked; unknown names are an error."""
-    unknown = set(values) - set(_SPECS)
+    """Defaults filled in, every value type- and range-checked; unknown names are an error.
+
+    Raises:
+        ValueError: naming the parameter and the value that is wrong.
+    """
+    unknown = sorted(str(name) for name in values if name not in _SPECS)
     if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)}; known: {sorted(_SPECS)}")
+        raise ValueError(f"unknown parameters {unknown}; known: {sorted(_SPECS)}")
     params = {p.name: p.default for p in PARAMETERS}
     for name, value in values.items():
         params[name] = _SPECS[name].check(value)
-    params["classes"] = [int(c) for c in params["classes"] if int(c) != 0]
-    params["cameras"] = [str(c).strip("/") for c in params["cameras"]] or [""]
+    params["classes"] = [c for c in params["classes"] if c != 0]
+    params["cameras"] = [c.strip("/") for c in params["cameras"]] or [""]
+    for camera in params["cameras"]:
+        if camera and not CAMERA_NAME.fullmatch(camera):  # the launch files' check: ROS 2's name rules
+            raise ValueError(
+                f"parameter cameras: {_REPR.repr(camera)} is not a relative ROS namespace; expected names "
+                "of ASCII letters, digits and underscores, not starting with a digit, separated by single "
+                "'/' (for example front or rig/left)"
+            )
     if len(set(params["cameras"])) != len(params["cameras"]):
         raise ValueError(f"parameter cameras: names must be unique, got {params['cameras']}")
     return params
@@ -242,6 +320,7 @@ class Frame:
     camera_info: Any = None
     received_ns: int = 0
     counted: bool = False  # already counted as received (it came through SegmentationCore.receive)
+    error: str = ""  # why SegmentationCore.process rejected it ("" when it did not)
 
 
 @dataclass
@@ -291,7 +370,7 @@ class FrameStats:
 
     received: int = 0
     processed: int = 0
-    rejected: int = 0  # frames that could not be converted
+    rejected: int = 0  # frames that could not be converted, segmented or published (process)
     window_s: float = 5.0
     _inputs: deque = field(default_factory=lambda: deque(maxlen=1000))
     _outputs: deque = field(default_factory=lambda: deque(maxlen=1000))
@@ -360,13 +439,13 @@ class SegmentationCore:
 
     def set_parameters(self, changes: Mapping[str, Any]) -> None:
         """Apply runtime parameter changes, all or nothing. Raises ValueError with the reason."""
-        for name in changes:
-            spec = _SPECS.get(name)
-            if spec is None:
-                raise ValueError(f"unknown parameter {name}")
-            if spec.read_only and self.engine is not None and changes[name] != self.params[name]:
-                raise ValueError(f"parameter {name} is read-only while the node is configured")
+        unknown = sorted(str(name) for name in changes if name not in _SPECS)
+        if unknown:
+            raise ValueError(f"unknown parameter {', '.join(unknown)}")
         params = validate_parameters({**self.params, **changes})
+        for name in changes:  # compared as validated: ["/front/"] is the camera "front", [1.0] is [1]
+            if _SPECS[name].read_only and self.engine is not None and params[name] != self.params[name]:
+                raise ValueError(f"parameter {name} is read-only while the node is configured")
         with self._lock:
             if self.engine is not None:
                 runtime = [k for k in changes if k in _ENGINE_FIELDS and not _SPECS[k].read_only]
@@ -465,15 +544,21 @@ class SegmentationCore:
         return out
 
     def decode(self, frame: Frame) -> tuple[np.ndarray, str]:
-        """Image message -> (pixels, colour order) for the engine. Raises ConversionError."""
-        msg = frame.image
-        color = compressed_to_color(msg) if hasattr(msg, "format") and not hasattr(msg, "encoding") else image_to_color(msg)
+        """Image message -> (pixels, colour order) for the engine. Raises ConversionError (also for an
+        image of more than ``max_image_pixels`` pixels, refused before it is decoded)."""
+        msg, limit = frame.image, self.params["max_image_pixels"]
+        compressed = hasattr(msg, "format") and not hasattr(msg, "encoding")
+        color = compressed_to_color(msg, max_pixels=limit) if compressed else image_to_color(msg, max_pixels=limit)
         return color.pixels, "rgb" if color.order == "gray" else color.order
 
     def process(self, frames: Sequence[Frame], subscribed: Callable[[str], bool] | None = None) -> list[Output]:
         """Segment a set of frames (one per camera) in one batch and build every output message.
 
-        A frame that cannot be converted is counted as rejected and skipped; the others go on.
+        Every frame ends processed or rejected, never lost. A frame that cannot be converted (or has
+        more than ``max_image_pixels`` pixels), that the engine refuses
+        (:func:`~segmentation_ros.engine.pipeline.validate_frame`: zero-sized, extreme geometry), that
+        fails in the engine, or whose messages cannot be built is counted in ``frames_rejected``, with
+        its reason in ``last_error`` and ``Frame.error``; the other frames of the batch go on.
 
         Args:
             frames: the newest frame of each camera.
@@ -481,29 +566,60 @@ class SegmentationCore:
                 None builds everything (the bag processor).
         """
         assert self.engine is not None, "configure() first"
-        decoded, good = [], []
-        for frame in frames:
+        ready: list[tuple[Frame, np.ndarray, str]] = []
+        for index, frame in enumerate(frames):
             self._count_received(frame)  # frames given directly (the bag processor) count here
             try:
-                decoded.append(self.decode(frame))
-                good.append(frame)
-            except ConversionError as exc:
-                self.stats.rejected += 1
-                self.stats.last_error = f"{frame.camera or 'camera'}: {exc}"
-        if not good:
+                pixels, order = self.decode(frame)
+                ready.append((frame, validate_frame(pixels, index), order))
+            except Exception as exc:  # noqa: BLE001 - whatever is wrong with one frame rejects only it
+                self._reject(frame, exc)
+        if not ready:
             return []
+        wanted = (lambda t: True) if subscribed is None else subscribed
+        outputs: list[Output] = []
+        done: list[int] = []  # header stamps of the processed frames
         with self._lock:
-            results = self.engine([d[0] for d in decoded], [d[1] for d in decoded])
-            outputs: list[Output] = []
-            wanted = (lambda t: True) if subscribed is None else subscribed
-            for frame, (pixels, order), result in zip(good, decoded, results, strict=True):
-                outputs.extend(self._frame_outputs(frame, pixels, order, self._track(frame, result), wanted))
+            for frame, pixels, order, result in self._segment(ready):
+                try:
+                    stamp_ns = time_to_ns(frame.image.header.stamp)
+                    result = self._track(frame, result)
+                    outputs.extend(self._frame_outputs(frame, pixels, order, result, wanted))
+                except Exception as exc:  # noqa: BLE001 - this frame's outputs are lost, not the others'
+                    self._reject(frame, exc)
+                    continue
+                done.append(stamp_ns)
         now = self.clock_ns()
-        for frame in good:
+        for stamp_ns in done:
             self.stats.processed += 1
             self.stats._outputs.append(now / 1e9)
-            self.stats._latency_ms.append((now - time_to_ns(frame.image.header.stamp)) / 1e6)
+            self.stats._latency_ms.append((now - stamp_ns) / 1e6)
         return outputs
+
+    def _segment(
+        self, ready: list[tuple[Frame, np.ndarray, str]]
+    ) -> list[tuple[Frame, np.ndarray, str, Segmentation]]:
+        """The engine's result for each ready (frame, pixels, colour order), in one batch.
+
+        A batch the engine fails is run again frame by frame, so that a failure one frame causes
+        rejects that frame only.
+        """
+        assert self.engine is not None
+        try:
+            results = self.engine([r[1] for r in ready], [r[2] for r in ready])
+        except Exception as exc:  # noqa: BLE001 - counted and reported; the thread keeps serving
+            if len(ready) == 1:
+                self._reject(ready[0][0], exc)
+                return []
+            return [item for one in ready for item in self._segment([one])]
+        return [(*r, result) for r, result in zip(ready, results, strict=True)]
+
+    def _reject(self, frame: Frame, exc: Exception) -> None:
+        """Count ``frame`` as rejected, with the reason (the error's type too, for an unexpected one)."""
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        frame.error = reason
+        self.stats.rejected += 1
+        self.stats.last_error = f"{frame.camera or 'camera'}: {reason}"
 
     def _frame_outputs(
         self, frame: Frame, pixels: np.ndarray, order: str, result: Segmentation, wanted: Callable[[str], bool]
