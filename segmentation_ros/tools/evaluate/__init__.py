@@ -16,7 +16,7 @@ Submodules:
 - ``data``: :class:`EvalSample` and :func:`coco_samples` (COCO / COCO-panoptic datasets on disk,
   the label set of their categories).
 - ``metrics``: the metric accumulators (semantic mIoU via torchmetrics, instance mask/box AP via
-  pycocotools, panoptic quality via torchmetrics, with COCO's handling of void),
+  pycocotools, panoptic quality as COCO's pq_compute computes it, void and crowd regions included),
   :data:`MASK_SOURCES` and :func:`to_rle`.
 - ``evaluation``: :func:`evaluate` and the plumbing from data forms to samples and label set.
 - ``report``: :func:`format_report`.

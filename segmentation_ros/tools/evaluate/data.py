@@ -22,7 +22,9 @@ class EvalSample:
     Attributes:
         image: (H, W, 3) uint8 RGB.
         panoptic: (H, W) integer ``class_id * label_divisor + instance_id`` (stuff: instance 0;
-            void pixels: the void id's class), or None when there is no panoptic ground truth.
+            a thing class with instance 0: a crowd region of that class, COCO's ``iscrowd``, which
+            panoptic quality neither requires nor penalises; void pixels: the void id's class or
+            any class outside the label set), or None when there is no panoptic ground truth.
         label_divisor: see ``panoptic``.
         semantic: (H, W) integer class ids (void: the label set's void id); None: ``panoptic //
             label_divisor``.
@@ -91,6 +93,32 @@ def _label_set_from_categories(name: str, categories: Sequence[dict], *, all_thi
     return LabelSet.from_dict({"name": name, "void_id": void, "classes": classes})
 
 
+def _segments_info(entry: dict, segment_ids: np.ndarray, label_set: LabelSet, png: str) -> dict[int, dict]:
+    """A COCO-panoptic annotation's ``segments_info`` by segment id, checked against its PNG's
+    (H, W) ids and the label set (:func:`coco_samples` lists what is refused)."""
+    segments = {int(s["id"]): s for s in entry.get("segments_info", [])}
+    for sid, seg in segments.items():
+        cid = int(seg["category_id"])
+        if cid not in label_set or cid == label_set.void_id:
+            raise ValueError(f"{png}: segment {sid} has category_id {cid}, which the categories do not list")
+        if seg.get("iscrowd", 0) and not label_set[cid].isthing:
+            raise ValueError(
+                f"{png}: segment {sid} is a crowd region (iscrowd) of the stuff category {cid} "
+                f"({label_set[cid].name}); COCO marks only thing segments as crowd"
+            )
+    in_png = set(np.unique(segment_ids).tolist())
+    unlisted = sorted(in_png - set(segments) - {0})
+    absent = sorted(set(segments) - in_png)
+    if unlisted or absent or 0 in segments:
+        problems = [
+            f"ids {unlisted[:8]} are in the PNG but not in segments_info" if unlisted else "",
+            f"segments {absent[:8]} of segments_info are not in the PNG" if absent else "",
+            "segments_info lists id 0, which is void" if 0 in segments else "",
+        ]
+        raise ValueError(f"{png}: {'; '.join(p for p in problems if p)}")
+    return segments
+
+
 class _SizedSamples(Iterator[EvalSample]):
     """A lazy iterator over samples that knows how many it yields in all (``len``)."""
 
@@ -121,8 +149,15 @@ def coco_samples(
     each path can be given on its own. Either JSON may be missing (then the metrics it feeds are
     not computed; instances then come from the panoptic things).
 
-    Semantic ground truth is each panoptic segment's category (void where no segment is listed).
-    For panoptic quality a crowd segment counts as void (torchmetrics has no crowd regions).
+    Semantic ground truth is each panoptic segment's category (void where the PNG's id is 0).
+    A crowd segment (``iscrowd`` 1) keeps its category with instance 0 in ``panoptic``, where
+    panoptic quality treats it as COCO's ``pq_compute`` does.
+
+    Raises:
+        ValueError: (when the samples are read) a panoptic PNG whose ids and ``segments_info``
+            disagree (an id on one side only; id 0 is void and never listed), a segment whose
+            category is not in ``categories``, a crowd segment of a stuff category (COCO marks
+            only things as crowd), or a PNG of another size than its image.
 
     Returns:
         the label set (the categories plus a void class) and the samples in file order (the
@@ -165,26 +200,30 @@ def coco_samples(
             sample = EvalSample(image=image, panoptic=None, image_id=image_id, name=str(info["file_name"]))
             if image_id in pan_by_image:
                 entry = pan_by_image[image_id]
-                rgb = read_image(panoptic_dir / entry["file_name"])
+                png = panoptic_dir / entry["file_name"]
+                rgb = read_image(png)
+                if rgb.shape != (*image.shape[:2], 3):
+                    raise ValueError(
+                        f"panoptic PNG {png} is {rgb.shape}, expected an RGB image the size of "
+                        f"{info['file_name']}, {(*image.shape[:2], 3)}"
+                    )
                 segment_ids = rgb_to_id(rgb)
+                segments = _segments_info(entry, segment_ids, label_set, str(png))
                 found, inverse = np.unique(segment_ids, return_inverse=True)
-                segments = {int(s["id"]): s for s in entry["segments_info"]}
                 divisor = max(1000, len(segments) + 1)
                 semantic_lut = np.full(found.size, void, dtype=np.int64)
                 panoptic_lut = np.full(found.size, void * divisor, dtype=np.int64)
                 thing_number = 0
                 for i, sid in enumerate(found.tolist()):
                     seg = segments.get(sid)
-                    if seg is None:
+                    if seg is None:  # id 0: void
                         continue
                     cid = int(seg["category_id"])
                     semantic_lut[i] = cid
-                    if seg.get("iscrowd", 0):
-                        continue
-                    if label_set[cid].isthing:
+                    if label_set[cid].isthing and not seg.get("iscrowd", 0):
                         thing_number += 1
                         panoptic_lut[i] = cid * divisor + thing_number
-                    else:
+                    else:  # stuff, or a crowd region: instance 0
                         panoptic_lut[i] = cid * divisor
                 shape = segment_ids.shape
                 sample.semantic = semantic_lut[inverse].reshape(shape)

@@ -225,7 +225,8 @@ def evaluate(
 
 
 def _instances_from_panoptic(sample: EvalSample, labels: LabelSet) -> list[dict]:
-    """One COCO annotation per thing segment of the sample's panoptic map."""
+    """One COCO annotation per thing segment of the sample's panoptic map; a thing class with
+    instance 0 is a crowd region (``iscrowd: 1``), as in ``EvalSample.panoptic``."""
     if sample.panoptic is None:
         return []
     panoptic = np.asarray(sample.panoptic)
@@ -233,9 +234,9 @@ def _instances_from_panoptic(sample: EvalSample, labels: LabelSet) -> list[dict]
     class_ids, instance_ids = decode_panoptic(values, sample.label_divisor)
     things = set(labels.thing_ids)
     return [
-        _annotation(panoptic == value, class_id)
+        _annotation(panoptic == value, class_id, iscrowd=int(instance_id == 0))
         for value, class_id, instance_id in zip(
             values.tolist(), class_ids.tolist(), instance_ids.tolist(), strict=True
         )
-        if instance_id and class_id in things
+        if class_id in things
     ]

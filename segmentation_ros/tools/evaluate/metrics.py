@@ -1,6 +1,7 @@
 """Metric accumulators: one per part of the results, each fed image by image, then computed.
 
-Every metric comes from a maintained library; this module only feeds it and collects the numbers:
+The semantic and instance metrics come from maintained libraries; this module only feeds them and
+collects the numbers:
 
 - semantic: a torchmetrics ``MulticlassConfusionMatrix`` (pixels whose ground truth is the label
   set's void id are ignored), from which per-class IoU ``TP / (TP + FP + FN)``, per-class accuracy,
@@ -9,14 +10,27 @@ Every metric comes from a maintained library; this module only feeds it and coll
 - instance: pycocotools ``COCOeval`` with ``iouType="segm"`` and ``"bbox"`` (the COCO definition:
   AP averaged over IoU 0.50:0.95 and 101 recall points, up to 100 detections per image), thing
   classes only, predictions as RLE (``pycocotools.mask.encode``);
-- panoptic: torchmetrics ``PanopticQuality`` (things and stuff from the label set).
+- panoptic: COCO's ``pq_compute`` (panopticapi's algorithm, which is not on PyPI; torchmetrics'
+  ``PanopticQuality`` knows no crowd regions and divides its pixel counts in float32, where a
+  segment of 2**24 pixels can lose a match to rounding). Areas are exact integer pixel counts,
+  "IoU > 0.5" and "more than half" are integer comparisons, IoU is a double.
 
-Void, as COCO's panopticapi treats it: ground-truth void pixels are left out of a predicted segment's
-area when its IoU is computed, and a predicted segment lying more than half on ground-truth void is
-no false positive. Pixels the *prediction* leaves void count against the ground-truth segment they
-cover, and an unmatched ground-truth segment is always a false negative. (torchmetrics on its own
-also excuses predicted-void pixels; here they are given a placeholder stuff class that no ground truth
-has, which gives COCO's numbers, and that class is left out of every average.)
+Panoptic quality, as COCO's panopticapi defines it, per image:
+
+- a ground-truth segment and a predicted segment of the same class match when their IoU is above
+  0.5, where the union leaves out the predicted pixels on ground-truth void (pixels of no thing or
+  stuff class); pixels the *prediction* leaves void count against the ground-truth segment they
+  cover;
+- an unmatched ground-truth segment is a false negative, unless it is a crowd region (COCO's
+  ``iscrowd``: in the ground-truth map a thing class with instance 0), which never counts;
+- an unmatched predicted segment is a false positive unless more than half of it lies on
+  ground-truth void or on a crowd region of its own class (a crowd of another class excuses
+  nothing, and crowd pixels stay in a segment's area when its IoU is computed);
+- per class PQ = IoU sum / (TP + FP/2 + FN/2), SQ = IoU sum / TP, RQ = TP / (TP + FP/2 + FN/2),
+  averaged over the classes that occur (TP + FP + FN > 0) for all, things and stuff.
+
+One difference from panopticapi: it keeps only the last crowd segment of a class listed in an
+image (a dict keyed by class); here all crowd pixels of a class are one region.
 """
 
 from __future__ import annotations
@@ -24,14 +38,15 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from segmentation_ros.engine.labels import LabelSet
-from segmentation_ros.engine.panoptic import decode_panoptic
 from segmentation_ros.engine.results import InstanceResult, PanopticResult
 
 MASK_SOURCES = ("masks", "instance_ids")
@@ -252,40 +267,152 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
     return segmentation
 
 
+_Segment = tuple[int, int]
+"""A panoptic segment of one image: ``(class id, instance id)``."""
+
+
+@dataclass
+class _PQCounts:
+    """One class's panoptic counts: the IoU sum of its matches and its TP, FP and FN."""
+
+    iou: float = 0.0
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+
+def _match_segments(
+    overlaps: Mapping[tuple[_Segment | None, _Segment | None], int], things: Collection[int]
+) -> dict[int, _PQCounts]:
+    """COCO's panoptic matching of one image (panopticapi's ``pq_compute_single_core``), on pixel counts.
+
+    Args:
+        overlaps: the pixels each (ground-truth segment, predicted segment) pair shares; None on
+            either side is void. A ground-truth segment of a thing class with instance 0 is a crowd
+            region of that class.
+        things: the thing class ids.
+
+    Returns:
+        the counts of this image per class id (classes absent from the image are left out).
+
+    Areas are exact integers and the thresholds integer comparisons; IoU (a double) only adds up.
+    """
+    gt_area: Counter[_Segment | None] = Counter()
+    pred_area: Counter[_Segment | None] = Counter()
+    pred_on_void: Counter[_Segment | None] = Counter()
+    for (gt, pred), pixels in overlaps.items():
+        gt_area[gt] += pixels
+        pred_area[pred] += pixels
+        if gt is None:
+            pred_on_void[pred] += pixels
+
+    def is_crowd(gt: _Segment) -> bool:
+        return gt[0] in things and gt[1] == 0
+
+    counts: dict[int, _PQCounts] = defaultdict(_PQCounts)
+    gt_matched: set[_Segment] = set()
+    pred_matched: set[_Segment] = set()
+    for (gt, pred), intersection in overlaps.items():
+        if gt is None or pred is None or gt[0] != pred[0] or is_crowd(gt):
+            continue
+        # Ground-truth void is left out of the prediction's area; crowd pixels are not.
+        union = pred_area[pred] + gt_area[gt] - intersection - pred_on_void[pred]
+        if 2 * intersection > union:  # IoU > 0.5 (unique: two matches would need > the whole segment)
+            counts[gt[0]].tp += 1
+            counts[gt[0]].iou += intersection / union
+            gt_matched.add(gt)
+            pred_matched.add(pred)
+    for gt in gt_area:
+        if gt is not None and gt not in gt_matched and not is_crowd(gt):
+            counts[gt[0]].fn += 1
+    for pred, area in pred_area.items():
+        if pred is None or pred in pred_matched:
+            continue
+        # No false positive when more than half of it lies on void or on a crowd of its own class.
+        excused = pred_on_void[pred]
+        if pred[0] in things:
+            excused += overlaps.get(((pred[0], 0), pred), 0)
+        if 2 * excused <= area:
+            counts[pred[0]].fp += 1
+    return dict(counts)
+
+
+def _segment_overlaps(
+    gt: np.ndarray, pred: np.ndarray, gt_divisor: int, pred_divisor: int
+) -> dict[tuple[_Segment | None, _Segment | None], int]:
+    """Pixels per (ground-truth segment, predicted segment) pair of two (H, W) int64 encoded
+    panoptic maps whose void pixels are -1."""
+    gt, pred = gt.ravel(), pred.ravel()
+    offset = int(pred.max(initial=-1)) + 2
+    if (int(gt.max(initial=-1)) + 2) * offset < 2**62:  # each pair as one int64: a single sort
+        pairs, pixels = np.unique((gt + 1) * offset + (pred + 1), return_counts=True)
+        gt_of, pred_of = pairs // offset - 1, pairs % offset - 1
+    else:  # values too large to pair in int64 (a huge label divisor): number them first
+        gt_values, gt_index = np.unique(gt, return_inverse=True)
+        pred_values, pred_index = np.unique(pred, return_inverse=True)
+        pairs, pixels = np.unique(gt_index.astype(np.int64) * pred_values.size + pred_index, return_counts=True)
+        gt_of, pred_of = gt_values[pairs // pred_values.size], pred_values[pairs % pred_values.size]
+
+    def segment(value: int, divisor: int) -> _Segment | None:
+        return None if value < 0 else (value // divisor, value % divisor)
+
+    return {
+        (segment(g, gt_divisor), segment(p, pred_divisor)): count
+        for g, p, count in zip(gt_of.tolist(), pred_of.tolist(), pixels.tolist(), strict=True)
+    }
+
+
 class _PanopticMetric:
-    """torchmetrics ``PanopticQuality`` with COCO's handling of predicted void (module docstring)."""
+    """Panoptic quality as COCO's ``pq_compute`` defines it (module docstring), image by image."""
 
     def __init__(self, label_set: LabelSet):
-        from torchmetrics.detection import PanopticQuality
-
         self.label_set = label_set
         self.things = set(label_set.thing_ids)
         self.stuff = set(label_set.stuff_ids)
-        # Placeholder stuff class for pixels the prediction leaves void: never in the ground truth.
-        self.unpredicted = max(label_set.ids + [label_set.void_id or 0]) + 1
-        self.metric = PanopticQuality(things=self.things, stuffs=self.stuff | {self.unpredicted})
+        self.counts: dict[int, _PQCounts] = defaultdict(_PQCounts)
+        # is_scored[c]: class c is a thing or stuff; one more False entry for every other class
+        self.is_scored = np.zeros(max(self.things | self.stuff, default=0) + 2, dtype=bool)
+        self.is_scored[list(self.things | self.stuff)] = True
+
+    def _segments(self, panoptic: np.ndarray, divisor: int) -> np.ndarray:
+        """(H, W) int64 encoded panoptic values, -1 where the class is neither thing nor stuff (void)."""
+        if int(divisor) < 1:
+            raise ValueError(f"a panoptic label_divisor must be a positive integer, got {divisor!r}")
+        values = np.asarray(panoptic, dtype=np.int64)
+        classes = values // int(divisor)
+        np.clip(classes, -1, self.is_scored.size - 1, out=classes)  # -1 indexes the last entry: False
+        return np.where(self.is_scored[classes], values, -1)
 
     def update(self, predicted: PanopticResult, target: np.ndarray, target_divisor: int) -> None:
-        pred_class, pred_instance = decode_panoptic(predicted.panoptic, predicted.label_divisor)
-        unpredicted = ~np.isin(pred_class, list(self.things | self.stuff))  # void, or the void class
-        pred_class[unpredicted] = self.unpredicted
-        pred_instance[unpredicted] = 0
-        # Target classes outside things and stuff (void) are torchmetrics' void.
-        preds = torch.from_numpy(np.stack([pred_class, pred_instance], axis=-1))[None]
-        gt = torch.from_numpy(np.stack(decode_panoptic(target, target_divisor), axis=-1))[None]
-        self.metric.update(preds, gt)
+        """Add one image: ``target`` is (H, W) ``class_id * target_divisor + instance_id`` (see
+        :class:`~segmentation_ros.tools.evaluate.data.EvalSample`, whose crowd regions are a thing
+        class with instance 0)."""
+        if np.shape(predicted.panoptic) != np.shape(target):
+            raise ValueError(
+                f"the panoptic ground truth is {np.shape(target)}, the prediction {np.shape(predicted.panoptic)}"
+            )
+        overlaps = _segment_overlaps(
+            self._segments(target, target_divisor),
+            self._segments(predicted.panoptic, predicted.label_divisor),
+            target_divisor,
+            predicted.label_divisor,
+        )
+        for class_id, counts in _match_segments(overlaps, self.things).items():
+            total = self.counts[class_id]
+            total.iou += counts.iou
+            total.tp += counts.tp
+            total.fp += counts.fp
+            total.fn += counts.fn
 
     def compute(self) -> dict:
-        m = self.metric
         per_class: dict[str, dict] = {}
         for c in self.label_set.classes:
             if c.id not in self.things and c.id not in self.stuff:
                 continue
-            k = m.cat_id_to_continuous_id[c.id]
-            tp, fp, fn = int(m.true_positives[k]), int(m.false_positives[k]), int(m.false_negatives[k])
-            iou_sum = float(m.iou_sum[k])
+            counts = self.counts.get(c.id, _PQCounts())
+            tp, fp, fn = counts.tp, counts.fp, counts.fn
             present = tp + fp + fn > 0  # COCO leaves classes that occur nowhere out of the averages
-            sq = iou_sum / tp if tp else 0.0
+            sq = counts.iou / tp if tp else 0.0
             rq = tp / (tp + 0.5 * fp + 0.5 * fn) if present else 0.0
             per_class[c.name] = {
                 "id": c.id,
