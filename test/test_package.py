@@ -46,6 +46,8 @@ DOUBLE_PARAMETERS = {
     "track_buffer_s",
     "track_match_iou",
     "track_high_score",
+    "depth_slop",
+    "max_range",
 }
 INTEGER_PARAMETERS = {
     "stuff_area_threshold",
@@ -54,8 +56,10 @@ INTEGER_PARAMETERS = {
     "instance_min_size",
     "semantic_input_size",
     "max_image_pixels",
+    "point_stride",
+    "depth_min_points",
 }
-BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time", "tracking"}
+BOOL_PARAMETERS = {"use_compressed", "autostart", "use_sim_time", "tracking", "depth", "depth_rescale"}
 INTEGER_ARRAY_PARAMETERS = {"classes"}
 STRING_ARRAY_PARAMETERS = {"cameras"}
 PARAMETERS = (

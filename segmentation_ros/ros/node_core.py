@@ -40,6 +40,7 @@ from segmentation_ros.ros.conversions import (
     image_to_color,
     numpy_to_image,
 )
+from segmentation_ros.ros.depth_outputs import DepthStage
 from segmentation_ros.ros.launch_helpers import _CAMERA_NAME as CAMERA_NAME
 from segmentation_ros.ros.messages import MessageFactory, make_header, time_to_ns
 
@@ -204,6 +205,30 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec("use_compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage)"),
     ParameterSpec(
+        "depth",
+        False,
+        "subscribe to depth/image (16UC1 mm or 32FC1 m, aligned to image) and publish points, detections_3d, markers",
+    ),
+    ParameterSpec(
+        "depth_slop",
+        0.01,
+        "depth: max stamp difference of a colour and a depth frame paired (seconds; 0 = exact)",
+        read_only=False,
+        range=(0.0, 10.0),
+    ),
+    ParameterSpec(
+        "depth_rescale", False, "depth: resample a registered depth image of another size (same field of view)"
+    ),
+    ParameterSpec("point_stride", 4, "depth: points of every n-th pixel and row", read_only=False, range=(1, 64)),
+    ParameterSpec(
+        "max_range", 10.0, "depth: readings farther than this are ignored (metres; 0 = no limit)", read_only=False,
+        range=(0.0, 1000.0),
+    ),
+    ParameterSpec(
+        "depth_min_points", 10, "depth: valid inlier pixels an instance needs for a 3D detection", read_only=False,
+        range=(1, 10**6),
+    ),
+    ParameterSpec(
         "max_image_pixels",
         DEFAULT_MAX_PIXELS,
         "input images larger than this (height x width) are rejected unread",
@@ -279,6 +304,7 @@ class OutputSpec:
     description: str
     lazy: bool = False  # built only while someone subscribes
     latched: bool = False  # transient local: late subscribers get the last message
+    depth: bool = False  # only with the depth parameter
 
 
 SEM, INST, PAN = ("semantic",), ("instance",), ("panoptic",)
@@ -303,6 +329,15 @@ OUTPUTS: tuple[OutputSpec, ...] = (
     OutputSpec("semantic/camera_info", CAMERA_INFO, "-", SEM + PAN, "input camera_info, passed on"),
     OutputSpec("instances/camera_info", CAMERA_INFO, "-", INST + PAN, "input camera_info, passed on"),
     OutputSpec("panoptic/camera_info", CAMERA_INFO, "-", PAN, "input camera_info, passed on"),
+    OutputSpec(
+        "points", "sensor_msgs/msg/PointCloud2", "-", SEM + INST + PAN, "labelled 3D points", lazy=True, depth=True
+    ),
+    OutputSpec(
+        "detections_3d", "vision_msgs/msg/Detection3DArray", "-", INST + PAN, "3D boxes, centroids, ids", depth=True
+    ),
+    OutputSpec(
+        "markers", "visualization_msgs/msg/MarkerArray", "-", INST + PAN, "3D boxes and labels", lazy=True, depth=True
+    ),
 )
 
 
@@ -407,6 +442,7 @@ class SegmentationCore:
         self.frames = LatestFrames()
         self.stats = FrameStats()
         self.trackers: dict[str, Tracker] = {}  # per camera, while tracking is on
+        self.depth = DepthStage(self.params, factory)  # depth frames per camera, 3D outputs
         self._lock = threading.Lock()  # parameter changes vs. processing
 
     # -- lifecycle --
@@ -426,12 +462,14 @@ class SegmentationCore:
         scanning them took about 150 ms, a latency spike every few thousand frames.
         """
         self.engine = SegmentationEngine(self.engine_config())
+        self.depth.device = self.engine.device
         gc.freeze()
 
     def cleanup(self) -> None:
         """Drop pending frames and tracks and release the models (and their GPU memory)."""
         self.frames.clear()
         self.reset_tracks()
+        self.depth.clear()
         if self.engine is not None:
             self.engine.close()
         self.engine = None
@@ -450,7 +488,7 @@ class SegmentationCore:
             if self.engine is not None:
                 runtime = [k for k in changes if k in _ENGINE_FIELDS and not _SPECS[k].read_only]
                 self.engine.update(**{k: tuple(params[k]) if k == "classes" else params[k] for k in runtime})
-            self.params = params
+            self.params = self.depth.params = params
             for tracker in self.trackers.values():
                 tracker.config = self.tracker_config()
 
@@ -471,6 +509,7 @@ class SegmentationCore:
         which must not outlive a pause of unknown length."""
         self.frames.clear()
         self.reset_tracks()
+        self.depth.clear()
 
     def reset_tracks(self) -> None:
         """Forget every camera's tracks (deactivate, cleanup)."""
@@ -495,11 +534,14 @@ class SegmentationCore:
 
     def input_topics(self, camera: str = "") -> dict[str, str]:
         image = "image/compressed" if self.params["use_compressed"] else "image"
-        return {"image": topic_name(camera, image), "camera_info": topic_name(camera, "camera_info")}
+        topics = {"image": topic_name(camera, image), "camera_info": topic_name(camera, "camera_info")}
+        if self.params["depth"]:
+            topics["depth"] = topic_name(camera, "depth/image")
+        return topics
 
     def outputs(self) -> list[OutputSpec]:
         """The output topics of the configured task (relative to each camera namespace)."""
-        return [o for o in OUTPUTS if self.params["task"] in o.tasks]
+        return [o for o in OUTPUTS if self.params["task"] in o.tasks and (self.params["depth"] or not o.depth)]
 
     # -- input --
     def receive(self, frame: Frame) -> None:
@@ -510,6 +552,10 @@ class SegmentationCore:
         """
         self._count_received(frame)
         self.frames.put(frame)
+
+    def receive_depth(self, camera: str, msg: Any) -> None:
+        """A camera's depth image arrived (``depth/image``): kept until its colour frame is processed."""
+        self.depth.receive(camera, msg)
 
     def _count_received(self, frame: Frame) -> None:
         if not frame.counted:
@@ -664,10 +710,34 @@ class SegmentationCore:
                 colors = colorize_panoptic(pan)
                 image("panoptic/color", colors, "rgb8")
             info("panoptic")
+        rgb = pixels if pixels.ndim == 2 or order == "rgb" else pixels[:, :, ::-1]
         if wanted(topic_name(cam, "overlay")):
-            rgb = pixels if pixels.ndim == 2 or order == "rgb" else pixels[:, :, ::-1]
             image("overlay", overlay(rgb, result, colors=colors), "rgb8")
+        if self.params["depth"]:
+            out.extend(self._depth_outputs(frame, camera_info, rgb, result, wanted))
         return out
+
+    def _depth_outputs(
+        self, frame: Frame, camera_info: Any, rgb: np.ndarray, result: Segmentation, wanted: Callable[[str], bool]
+    ) -> list[Output]:
+        """The frame's 3D outputs; a failure here is counted as a depth failure and costs no 2D output."""
+        assert self.engine is not None
+        try:
+            built = self.depth.outputs(
+                frame.camera,
+                frame.image.header,
+                camera_info,
+                np.dstack([rgb] * 3) if rgb.ndim == 2 else rgb,
+                result,
+                self.engine.labels,
+                wanted,
+                lambda relative: topic_name(frame.camera, relative),
+            )
+        except Exception as exc:  # noqa: BLE001 - the 2D outputs of this frame still go out
+            self.depth.stats.rejected += 1
+            self.depth.stats.last_error = f"{frame.camera or 'camera'} depth: {type(exc).__name__}: {exc}"
+            return []
+        return [Output(topic, type_name, msg) for topic, type_name, msg in built]
 
     def _detections(self, header: Any, result: Segmentation) -> Any:
         """vision_msgs/Detection2DArray: id = instance id, class_id = class id as a string."""
@@ -726,6 +796,15 @@ class SegmentationCore:
             values["tracks_active"] = str(len(tracks))
             # each track's age: camera/id=seconds since it started
             values["track_ages_s"] = " ".join(f"{topic_name(cam, str(t.track_id))}={t.age_s:.1f}" for cam, t in tracks)
+        if self.params["depth"]:
+            d = self.depth.stats
+            values.update(
+                depth_frames_received=str(d.received),
+                depth_frames_matched=str(d.matched),
+                depth_frames_unmatched=str(d.unmatched),
+                depth_frames_rejected=str(d.rejected),
+                depth_last_error=d.last_error,
+            )
         level, message = (b"\x00", "ok") if engine else (b"\x01", "not configured")
         if s.rejected and engine:
             level, message = b"\x01", f"{s.rejected} frames rejected: {s.last_error}"
