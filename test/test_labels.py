@@ -1,17 +1,33 @@
-"""Label sets: the built-ins, the shapes YAML, YAML round trips and the label image dtype."""
+"""Label sets: the built-ins, the shapes YAML, YAML round trips, the label image dtype, and malformed
+files refused with a clear ValueError before anything sized by them is allocated."""
 
 from __future__ import annotations
 
+import copy
+import json
+import re
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 from torchvision.models.segmentation import FCN_ResNet50_Weights
 
-from segmentation_ros.engine.labels import LabelClass, LabelSet, builtin_label_sets, get_label_set, palette
+from segmentation_ros.engine.labels import (
+    MAX_CLASS_ID,
+    LabelClass,
+    LabelSet,
+    builtin_label_sets,
+    get_label_set,
+    palette,
+)
 from segmentation_ros.engine.paths import config_dir
 from segmentation_ros.engine.pipeline import SegmentationEngine
 
@@ -161,3 +177,152 @@ def test_palette() -> None:
     assert colors.shape == (256, 3) and colors.dtype == np.uint8
     assert colors[0].tolist() == [0, 0, 0]
     assert len({tuple(c) for c in colors.tolist()}) == 256  # distinct
+
+
+# ---- malformed label sets: clear ValueErrors, nothing allocated by what a file claims -----------
+ABSURD_ID = 300_000_000  # 3e8: a palette or colour table that large would take gigabytes
+
+
+@contextmanager
+def numpy_peak() -> Iterator[list[int]]:
+    """Peak bytes Python and numpy allocated inside the block (numpy reports to tracemalloc)."""
+    peak: list[int] = []
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("key", ["id", "void_id"])
+def test_an_absurd_class_id_is_refused_without_allocating(tmp_path: Path, key: str) -> None:
+    data = {"classes": [{"id": 0, "name": "a"}]}
+    if key == "id":
+        data["classes"].append({"id": ABSURD_ID, "name": "b"})
+    else:
+        data["void_id"] = ABSURD_ID
+    as_yaml, as_json = tmp_path / "absurd.yaml", tmp_path / "absurd.json"
+    as_yaml.write_text(yaml.safe_dump(data))
+    as_json.write_text(json.dumps(data))
+    for load in (lambda: LabelSet.from_dict(data), lambda: get_label_set(str(as_yaml)), lambda: get_label_set(str(as_json))):
+        with numpy_peak() as peak, pytest.raises(ValueError, match=f"{key}' .*in \\[0, {MAX_CLASS_ID}\\], got {ABSURD_ID}"):
+            load()
+        assert peak[0] < 1_000_000
+    with pytest.raises(ValueError, match=re.escape(str(as_yaml))):  # a file's errors name the file
+        LabelSet.from_yaml(as_yaml)
+
+
+def test_more_entries_than_ids_are_refused_before_reading_them() -> None:
+    entries = [{} for _ in range(MAX_CLASS_ID + 2)]  # no entry is even valid: the count comes first
+    with pytest.raises(ValueError, match=f"at most {MAX_CLASS_ID + 1} classes .*got {MAX_CLASS_ID + 2}"):
+        LabelSet.from_dict({"classes": entries})
+    with pytest.raises(ValueError, match=f"{MAX_CLASS_ID + 2} categories, at most"):
+        LabelSet.from_categories("many", ["c"] * (MAX_CLASS_ID + 2))
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [  # values that used to be coerced (int(2.5), str(None), bool("no")) or to escape as other errors
+        ("classes:\n  - {id: 2.5, name: a}\n", r"integer 'id' .*got 2\.5 \(float\)"),
+        ("classes:\n  - {id: '3', name: a}\n", r"integer 'id' .*got '3' \(str\)"),
+        ("classes:\n  - {id: true, name: a}\n", r"integer 'id' .*got True \(bool\)"),
+        ("classes:\n  - {id: 0, name: null}\n", r"string 'name', got None"),
+        ("classes:\n  - {id: 0, name: 5}\n", r"string 'name', got 5 \(int\); quote it"),
+        ("classes:\n  - {id: 0, name: [a]}\n", r"string 'name'"),
+        ("classes:\n  - {id: 0, name: a, color: [1.5, 2, 3]}\n", r"'color' must be 3 integers"),
+        ("classes:\n  - {id: 0, name: a, color: [true, 2, 3]}\n", r"'color' must be 3 integers"),
+        ("classes:\n  - {id: 0, name: a, isthing: 'no'}\n", r"'isthing' must be true or false"),
+        ("classes:\n  - {id: 0, name: a, isthing: 2}\n", r"'isthing' must be true or false"),
+        ("void_id: -1\nclasses:\n  - {id: 0, name: a}\n", r"'void_id' .*got -1"),
+        ("void_id: x\nclasses:\n  - {id: 0, name: a}\n", r"'void_id' .*got 'x' \(str\)"),
+        ("name: 5\nclasses:\n  - {id: 0, name: a}\n", r"'name' must be a string, got 5"),
+        ("classes:\n  - {id: 0, name: a}\n  - {id: 7, name: b}\n  - {id: 7, name: c}\n", r"duplicate class ids \[7\]"),
+        ("[" * 1000, "cannot read label set"),  # nesting too deep for the YAML parser (RecursionError)
+    ],
+)
+def test_bad_values_are_refused_not_coerced(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        LabelSet.from_yaml(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_binary_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "labels.yaml"
+    path.write_bytes(bytes(range(128, 256)))  # not UTF-8
+    with pytest.raises(ValueError, match=f"cannot read label set {re.escape(str(path))}"):
+        get_label_set(str(path))
+
+
+# A value of any type and size that a YAML or JSON file (or a checkpoint) could hold.
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([ABSURD_ID, MAX_CLASS_ID, MAX_CLASS_ID + 1, -1, 255, 256]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.lists(st.integers(min_value=-300, max_value=300), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+FIELDS = ("id", "name", "color", "isthing")
+
+
+def _mutated(base: dict, mutations: list[tuple[tuple, object]]) -> dict:
+    """``base`` with each (path, value) applied where the path still leads somewhere; ``...`` deletes."""
+    data = copy.deepcopy(base)
+    for path, value in mutations:
+        parent: object = data
+        for step in path[:-1]:
+            if isinstance(parent, dict):
+                parent = parent.get(step)
+            elif isinstance(parent, list) and isinstance(step, int) and step < len(parent):
+                parent = parent[step]
+            else:
+                parent = None
+        key = path[-1]
+        if isinstance(parent, dict) and value is ...:
+            parent.pop(key, None)
+        elif isinstance(parent, dict):
+            parent[key] = value
+        elif isinstance(parent, list) and isinstance(key, int) and key < len(parent):
+            if value is ...:
+                del parent[key]
+            else:
+                parent[key] = value
+    return data
+
+
+def label_set_mutations() -> st.SearchStrategy:
+    paths = st.one_of(
+        st.sampled_from([("name",), ("void_id",), ("classes",)]),
+        st.tuples(st.just("classes"), st.integers(0, 6)),
+        st.tuples(st.just("classes"), st.integers(0, 6), st.sampled_from(FIELDS)),
+    )
+    return st.lists(st.tuples(paths, st.one_of(ANY_VALUE, st.just(...))), min_size=1, max_size=3)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(mutations=label_set_mutations())
+def test_mutated_label_sets_are_kept_exactly_or_refused(mutations: list) -> None:
+    """Only ValueError escapes, memory stays small, and what is accepted is what the file says."""
+    data = _mutated(get_label_set("shapes").to_dict(), mutations)
+    with numpy_peak() as peak:
+        try:
+            labels = LabelSet.from_dict(data)
+        except ValueError:
+            labels = None
+    assert peak[0] < 1_000_000
+    if labels is None:
+        return
+    assert labels.name == data.get("name", "custom") and labels.void_id == data.get("void_id", 0)
+    given_classes = sorted(data["classes"], key=lambda e: e["id"])
+    for got, entry in zip(labels.classes, given_classes, strict=True):
+        assert (got.id, got.name, got.isthing) == (entry["id"], entry["name"], entry.get("isthing", False))
+        assert type(got.id) is int and type(got.name) is str and type(got.isthing) is bool
+        if "color" in entry and entry["color"] is not None:
+            assert list(got.color) == entry["color"]
+        assert all(type(v) is int and 0 <= v <= 255 for v in got.color)
+    assert labels.color_table.shape == (labels.num_classes, 3) and labels.num_classes <= MAX_CLASS_ID + 1

@@ -1,4 +1,5 @@
-"""``segmentation-ros train`` and the shipped demo models: loss falls, resume is exact, weights load."""
+"""``segmentation-ros train`` and the shipped demo models: loss falls, resume is exact, weights load;
+empty weights and malformed checkpoints to resume from are clear errors naming the file."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 import itertools
 import json
 import re
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from segmentation_ros.engine.panoptic import rgb_to_id
 from segmentation_ros.engine.paths import models_dir
 from segmentation_ros.engine.pipeline import SegmentationEngine
 from segmentation_ros.engine.registry import build_model, get_model_entry
+from segmentation_ros.engine.weights import WeightsError
 from segmentation_ros.tools import train as train_module
 from segmentation_ros.tools.cli import build_parser, main
 from segmentation_ros.tools.synthetic import generate_scene, write_dataset
@@ -350,3 +353,92 @@ def test_demo_models_panoptic_through_the_engine() -> None:
     assert (result.semantic.labels[valid] == scene.semantic[valid]).mean() > 0.8
     assert len(result.instances) >= 1
     assert set(result.instances.class_ids.tolist()) <= {3, 4, 5}
+
+
+# ---- bad weights and malformed checkpoints: clear errors naming the file ------------------------
+def test_empty_weights_are_refused_before_the_run_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--weights "$UNSET"`` must not train from random weights."""
+    for empty in ("", "  "):
+        with pytest.raises(WeightsError, match="--weights: empty weights .*use 'none' for random init"):
+            TrainConfig(model="shapes_lraspp", data="synthetic:32x24", out=str(tmp_path), weights=empty).validate()
+    out = tmp_path / "run"
+    argv = ["train", "--model", "shapes_lraspp", "--data", "synthetic:32x24", "--out", str(out)]
+    assert main([*argv, "--steps", "1", "--batch-size", "1", "--quiet", "--weights", ""]) == 2
+    assert "empty weights" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The training checkpoint of a one-step shapes_lraspp run, as torch.load gives it."""
+    out = tmp_path_factory.mktemp("one_step")
+    train(
+        TrainConfig(model="shapes_lraspp", data="synthetic:32x24", out=str(out), steps=1, batch_size=1, progress=False)
+    )
+    return torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+
+
+def _with_meta(checkpoint: dict, **changes: object) -> dict:
+    meta = {**checkpoint["meta"], **changes}
+    return {**checkpoint, "meta": {k: v for k, v in meta.items() if v is not ...}}
+
+
+def _first_state(checkpoint: dict, key: str, value: object) -> dict:
+    """The optimizer state of the first parameter with ``key`` replaced."""
+    optimizer = deepcopy(checkpoint["meta"]["optimizer"])
+    optimizer["state"][0][key] = value
+    return _with_meta(checkpoint, optimizer=optimizer)
+
+
+RESUME_MALFORMED = {
+    "no labels": (lambda c: {k: v for k, v in c.items() if k != "labels"}, "has no 'labels'"),
+    "labels with id 3e8": (
+        lambda c: {**c, "labels": {"classes": [{"id": 300_000_000, "name": "a"}]}},
+        r"'labels' are not a label set: .*got 300000000",
+    ),
+    "another model's run": (lambda c: {**c, "arch": "shapes_maskrcnn"}, "is a 'shapes_maskrcnn' run, not 'shapes_lraspp'"),
+    "no arch": (lambda c: {k: v for k, v in c.items() if k != "arch"}, "is a None run"),
+    "meta is a string": (lambda c: {**c, "meta": "abc"}, "'meta' must be a dict"),
+    "no step": (lambda c: _with_meta(c, step=...), "meta 'step' is None, expected a int"),
+    "step is a string": (lambda c: _with_meta(c, step="0"), "meta 'step' is '0', expected a int"),
+    "negative step": (lambda c: _with_meta(c, step=-1), "meta 'step' is -1, expected >= 0"),
+    "no rng": (lambda c: _with_meta(c, rng=...), "meta 'rng' is None"),
+    "rng of the wrong kind": (lambda c: _with_meta(c, rng={"torch": [1, 2]}), "no 'torch' state"),
+    "elapsed is a string": (lambda c: _with_meta(c, elapsed_s="1 s"), "meta 'elapsed_s' is '1 s'"),
+    "scheduler of wrong types": (lambda c: _with_meta(c, scheduler={"base_lrs": "x"}), "scheduler state does not fit"),
+    "optimizer groups of wrong types": (
+        lambda c: _with_meta(c, optimizer={**c["meta"]["optimizer"], "param_groups": [{"lr": "fast"}]}),
+        "parameter groups do not fit",
+    ),
+    "optimizer state of the wrong shape": (
+        lambda c: _first_state(c, "exp_avg", torch.zeros(1)),
+        r"optimizer state 'exp_avg' is .* for a parameter of shape",
+    ),
+    "model tensor of the wrong shape": (
+        lambda c: {**c, "model": {**c["model"], next(iter(c["model"])): torch.zeros(1)}},
+        r"do not fit model 'shapes_lraspp': its tensor shapes do not match the architecture.*\(1,\) in the file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_MALFORMED))
+def test_resume_refuses_malformed_checkpoints(one_step_run: dict, tmp_path: Path, case: str) -> None:
+    mutate, match = RESUME_MALFORMED[case]
+    checkpoint = tmp_path / CHECKPOINT_NAME
+    torch.save(mutate(one_step_run), checkpoint)
+    cfg = TrainConfig(
+        model="shapes_lraspp", data="synthetic:32x24", out=str(tmp_path), steps=2, batch_size=1, resume=True, progress=False
+    )
+    with pytest.raises((WeightsError, ValueError), match=f"(?s){re.escape(str(checkpoint))}.*{match}"):
+        train(cfg)
+    assert not (tmp_path / LOG_NAME).exists() or not (tmp_path / LOG_NAME).read_text()  # no step was run
+
+
+def test_resume_of_an_intact_checkpoint_still_works(one_step_run: dict, tmp_path: Path) -> None:
+    """The checks above refuse nothing that save_checkpoint wrote (from a torch.load round trip)."""
+    torch.save(one_step_run, tmp_path / CHECKPOINT_NAME)
+    cfg = TrainConfig(
+        model="shapes_lraspp", data="synthetic:32x24", out=str(tmp_path), steps=2, batch_size=1, resume=True, progress=False
+    )
+    assert train(cfg)["steps"] == 2
+    assert [json.loads(line)["step"] for line in (tmp_path / LOG_NAME).read_text().splitlines()] == [2]

@@ -6,7 +6,8 @@ the node's ``vision_msgs/LabelInfo`` and detection class names all read it. Buil
 - ``coco``: the 91-id COCO detection space torchvision's instance models use, with its ``N/A`` gaps
   (ids that exist in the network's output but name no class);
 - ``voc``: the 21 Pascal VOC classes torchvision's semantic models predict;
-- any YAML file in ``config/labels/`` (for example ``shapes``), or a YAML path.
+- any YAML file in ``config/labels/`` (for example ``shapes``), or a YAML path (JSON, a subset of
+  YAML, reads the same).
 
 YAML format::
 
@@ -15,10 +16,20 @@ YAML format::
     classes:
       - {id: 0, name: unlabeled, color: [0, 0, 0], isthing: false}
       - {id: 3, name: box, color: [230, 90, 40], isthing: true}
+
+Class ids (and ``void_id``) are integers in ``0..MAX_CLASS_ID`` (65535): label images are
+``mono8`` or ``mono16`` (:attr:`LabelSet.label_dtype`), so every id must fit 16 bits. The cap also
+bounds everything indexed by class id (the colour table, the engine's class maps, a model's class
+dimension) to 65536 entries, whatever a file claims. ``color`` is optional (default: the
+:func:`palette` colour of the id); ``isthing`` defaults to false. Anything else is refused by
+:meth:`LabelSet.from_dict` with a ``ValueError`` naming the entry, before anything sized by it is
+allocated.
 """
 
 from __future__ import annotations
 
+import reprlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,7 +40,10 @@ import yaml
 
 from segmentation_ros.engine.paths import config_dir
 
-__all__ = ["LabelClass", "LabelSet", "get_label_set", "palette", "builtin_label_sets"]
+__all__ = ["LabelClass", "LabelSet", "get_label_set", "palette", "builtin_label_sets", "MAX_CLASS_ID"]
+
+#: The largest class id a label set may use: label images are mono8 or mono16.
+MAX_CLASS_ID = 65535
 
 
 @dataclass(frozen=True)
@@ -48,12 +62,58 @@ def palette(n: int) -> np.ndarray:
     Returns:
         (n, 3) uint8 RGB colours; entry 0 is black.
     """
-    ids = np.arange(n, dtype=np.int64)
-    colors = np.zeros((n, 3), dtype=np.int64)
+    return _palette_colors(np.arange(n, dtype=np.int64))
+
+
+def _palette_colors(ids: np.ndarray) -> np.ndarray:
+    """:func:`palette`'s colours of the given (N,) int64 ids only, as (N, 3) uint8."""
+    colors = np.zeros((len(ids), 3), dtype=np.int64)
     for shift in range(8):
         for channel in range(3):
             colors[:, channel] |= ((ids >> (3 * shift + channel)) & 1) << (7 - shift)
     return colors.astype(np.uint8)
+
+
+def _class_id(value: object, what: str) -> int:
+    """``value`` as a class id, or ValueError: an integer (not a bool, float or string) in range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(
+            f"needs an integer {what} in [0, {MAX_CLASS_ID}], got {reprlib.repr(value)} ({type(value).__name__})"
+        )
+    if not 0 <= value <= MAX_CLASS_ID:
+        raise ValueError(f"needs an integer {what} in [0, {MAX_CLASS_ID}], got {value}")
+    return int(value)
+
+
+def _class_entry(entry: object) -> tuple[int, str, tuple[int, int, int] | None, bool]:
+    """(id, name, colour or None for the default, isthing) of one ``classes`` entry, checked."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"must be a mapping with an integer 'id' and a string 'name', got a {type(entry).__name__}")
+    if "id" not in entry:
+        raise ValueError("needs an integer 'id'")
+    class_id = _class_id(entry["id"], "'id'")
+    if "name" not in entry:
+        raise ValueError("needs a string 'name'")
+    name = entry["name"]
+    if not isinstance(name, str):
+        hint = "; quote it in YAML" if isinstance(name, (bool, int, float)) or name is None else ""
+        raise ValueError(f"needs a string 'name', got {reprlib.repr(name)} ({type(name).__name__}){hint}")
+    color = entry.get("color")
+    if color is not None:
+        if (
+            not isinstance(color, (list, tuple))
+            or len(color) != 3
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in color)
+            or not all(0 <= v <= 255 for v in color)
+        ):
+            raise ValueError(f"'color' must be 3 integers in 0..255 (RGB), got {reprlib.repr(color)}")
+        color = (int(color[0]), int(color[1]), int(color[2]))
+    isthing = entry.get("isthing", False)
+    if isinstance(isthing, (bool, np.bool_)) or (isinstance(isthing, (int, np.integer)) and isthing in (0, 1)):
+        isthing = bool(isthing)
+    else:
+        raise ValueError(f"'isthing' must be true or false (or COCO's 1 or 0), got {reprlib.repr(isthing)}")
+    return class_id, name, color, isthing
 
 
 @dataclass(frozen=True)
@@ -68,10 +128,15 @@ class LabelSet:
         ids = [c.id for c in self.classes]
         if not ids:
             raise ValueError(f"label set {self.name!r} has no classes")
+        if min(ids) < 0 or max(ids) > MAX_CLASS_ID:
+            raise ValueError(
+                f"label set {self.name!r}: class ids must be in [0, {MAX_CLASS_ID}], got {min(ids)}..{max(ids)}"
+            )
         if len(set(ids)) != len(ids):
-            raise ValueError(f"label set {self.name!r} has duplicate class ids")
-        if min(ids) < 0 or max(ids) > 65535:
-            raise ValueError(f"label set {self.name!r}: class ids must be in [0, 65535], got {min(ids)}..{max(ids)}")
+            duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
+            raise ValueError(f"label set {self.name!r} has duplicate class ids {reprlib.repr(duplicates)}")
+        if self.void_id is not None and not 0 <= self.void_id <= MAX_CLASS_ID:
+            raise ValueError(f"label set {self.name!r}: void_id must be in [0, {MAX_CLASS_ID}] or None, got {self.void_id}")
         object.__setattr__(self, "classes", tuple(sorted(self.classes, key=lambda c: c.id)))
 
     # ---- lookups -------------------------------------------------------------------------------
@@ -149,6 +214,8 @@ class LabelSet:
         Entries named in ``skip`` become gaps. ``thing`` is True (all but void are things), False,
         or the ids that are things.
         """
+        if len(categories) > MAX_CLASS_ID + 1:
+            raise ValueError(f"label set {name!r}: {len(categories)} categories, at most {MAX_CLASS_ID + 1} (ids 0..{MAX_CLASS_ID})")
         skip = set(skip)
         colors = palette(len(categories))
         thing_ids = None if isinstance(thing, bool) else set(thing)
@@ -162,35 +229,57 @@ class LabelSet:
 
     @classmethod
     def from_dict(cls, data: Mapping, *, default_name: str = "custom") -> LabelSet:
-        """Build from the YAML structure described in the module docstring."""
+        """Build from the YAML structure described in the module docstring.
+
+        Every value is checked before anything sized by it is made, so a file claiming a class
+        id of 3e8 costs nothing but this error.
+
+        Raises:
+            ValueError: naming the entry and what is wrong: not a mapping; no ``classes`` list, or
+                more than ``MAX_CLASS_ID + 1`` entries; an ``id`` or ``void_id`` that is not an
+                integer in ``[0, MAX_CLASS_ID]``; a ``name`` that is not a string; a ``color``
+                that is not 3 integers in 0..255; ``isthing`` not a boolean; duplicate ids.
+        """
         if not isinstance(data, Mapping) or not isinstance(data.get("classes"), list) or not data["classes"]:
             raise ValueError("a label set needs a mapping with a non-empty 'classes' list")
-        try:  # default colours are indexed by id: read every id before the per-entry checks below
-            top_id = max(int(entry["id"]) for entry in data["classes"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"every class entry needs an integer 'id': {exc!r}") from exc
-        colors = palette(1 + max(top_id, 0))  # a negative id is reported by the LabelSet checks
-        classes = []
-        for entry in data["classes"]:
-            try:
-                cid = int(entry["id"])
-                color = tuple(int(v) for v in entry.get("color", colors[cid]))
-                if len(color) != 3 or not all(0 <= v <= 255 for v in color):
-                    raise ValueError(f"color must be 3 values in 0..255, got {entry.get('color')}")
-                classes.append(LabelClass(cid, str(entry["name"]), color, bool(entry.get("isthing", False))))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"bad class entry {entry!r}: {exc}") from exc
+        entries = data["classes"]
+        if len(entries) > MAX_CLASS_ID + 1:  # distinct ids in 0..MAX_CLASS_ID: no more entries than that
+            raise ValueError(f"a label set has at most {MAX_CLASS_ID + 1} classes (ids 0..{MAX_CLASS_ID}), got {len(entries)}")
+        name = data.get("name", default_name)
+        if not isinstance(name, str):
+            raise ValueError(f"a label set's 'name' must be a string, got {reprlib.repr(name)} ({type(name).__name__})")
         void = data.get("void_id", 0)
-        return cls(str(data.get("name", default_name)), tuple(classes), None if void is None else int(void))
+        try:
+            void = None if void is None else _class_id(void, "'void_id' (or null)")
+        except ValueError as exc:
+            raise ValueError(f"label set {name!r} {exc}") from None
+        parsed = []
+        for index, entry in enumerate(entries):
+            try:
+                parsed.append(_class_entry(entry))
+            except ValueError as exc:
+                raise ValueError(f"bad class entry {index} {reprlib.repr(entry)}: {exc}") from None
+        # default colours of the entries without one, computed for those ids only
+        default_ids = np.array([class_id for class_id, _, color, _ in parsed if color is None], dtype=np.int64)
+        defaults = iter(_palette_colors(default_ids).tolist())
+        classes = tuple(
+            LabelClass(class_id, class_name, color if color is not None else tuple(next(defaults)), isthing)
+            for class_id, class_name, color, isthing in parsed
+        )
+        return cls(name, classes, void)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> LabelSet:
+        """Read a label set file (YAML, or JSON). Raises ValueError naming the file."""
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
             raise ValueError(f"cannot read label set {path}: {exc}") from exc
-        return cls.from_dict(data, default_name=path.stem)
+        try:
+            return cls.from_dict(data, default_name=path.stem)
+        except ValueError as exc:
+            raise ValueError(f"label set file {path}: {exc}") from exc
 
     def to_dict(self) -> dict:
         """The YAML structure (also stored inside checkpoints so weights carry their classes)."""

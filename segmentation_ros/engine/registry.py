@@ -123,21 +123,22 @@ def build_model(
     Args:
         name: a name from :func:`list_models`.
         weights: ``"DEFAULT"``, a torchvision weights name, a file path, or ``"none"``/None for
-            random initialisation.
+            random initialisation ('' is an error, not random weights).
         labels: label set override (name, YAML path or LabelSet) for weights that carry none.
         offline: never try to download; None reads ``SEGMENTATION_ROS_OFFLINE``.
 
     Raises:
-        WeightsError: the weights cannot be had or do not fit the model.
+        WeightsError: the weights are empty, cannot be had, are malformed, or do not fit the model
+            (checked on the meta device before the model is built for real).
     """
-    from segmentation_ros.engine.weights import load_weights
+    from segmentation_ros.engine.weights import apply_state_dict, check_state_dict, load_weights
 
     entry = get_model_entry(name)
     state, label_set, source, meta = load_weights(entry, weights, labels=labels, offline=offline)
+    if state is not None:
+        check_state_dict(entry, state, labels=label_set, source=source)
     module = entry.builder(label_set.num_classes)
     if state is not None:
-        from segmentation_ros.engine.weights import apply_state_dict
-
         apply_state_dict(module, state, entry=entry, labels=label_set, source=source)
     module.eval().requires_grad_(False)
     return LoadedModel(entry, module, label_set, source, meta)

@@ -3,16 +3,27 @@
 Never hangs and never falls back silently: when weights cannot be had, :class:`WeightsError` says
 what was tried and where to put the file.
 
+``weights`` is ``"DEFAULT"``, a torchvision weights name, a file path, or ``"none"`` / ``"random"``
+/ None for random initialisation. An empty or blank string is an error, never random weights: it
+is what an unset shell variable or launch argument gives.
+
 Checkpoint files are either a plain state dict or a dict with ``"model"`` (or ``"state_dict"``)
 holding it; this package's own checkpoints also carry ``"arch"``, ``"labels"`` (a label set dict,
 see :mod:`segmentation_ros.engine.labels`) and ``"meta"``, so the weights bring their class names.
+:func:`read_checkpoint` checks all of it (the types of every part, the label set, the tensors) and
+refuses anything else with a :class:`WeightsError` naming the file; :func:`check_state_dict`
+compares the tensors' shapes with the architecture built on the meta device, so a label
+set that claims far more classes than the tensors hold is refused before a huge class head is
+allocated.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import reprlib
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +33,17 @@ from segmentation_ros.engine.imageio import atomic_write_bytes
 from segmentation_ros.engine.labels import LabelSet, get_label_set
 from segmentation_ros.engine.paths import models_dir
 
-__all__ = ["WeightsError", "load_weights", "apply_state_dict", "save_checkpoint", "hub_checkpoint_path"]
+__all__ = [
+    "WeightsError",
+    "Checkpoint",
+    "is_random_init",
+    "load_weights",
+    "read_checkpoint",
+    "check_state_dict",
+    "apply_state_dict",
+    "save_checkpoint",
+    "hub_checkpoint_path",
+]
 
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -42,8 +63,24 @@ def hub_checkpoint_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _is_none(weights: str | None) -> bool:
-    return weights is None or str(weights).strip().lower() in ("", "none", "random")
+def is_random_init(weights: str | os.PathLike | None, *, subject: str = "weights") -> bool:
+    """Whether ``weights`` asks for random initialisation: None, ``"none"`` or ``"random"`` (any case).
+
+    Raises:
+        WeightsError: ``weights`` is empty or blank (an unset shell variable or launch argument:
+            never silently random weights), or not a string (``subject`` names what it is for).
+    """
+    if weights is None:
+        return True
+    spec = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
+    if not isinstance(spec, str):
+        raise WeightsError(f"{subject}: expected a string, got {reprlib.repr(spec)} ({type(spec).__name__})")
+    if not spec.strip():
+        raise WeightsError(
+            f"{subject}: empty weights {spec!r} (an unset variable?); use 'none' for random init, "
+            f"'DEFAULT' for the model's default weights, or a file path"
+        )
+    return spec.strip().lower() in ("none", "random")
 
 
 def load_weights(
@@ -53,12 +90,16 @@ def load_weights(
 
     Returns:
         (state_dict or None for random init, label set, description of the source, metadata).
+
+    Raises:
+        WeightsError: empty weights, unknown names, files that are missing, unreadable or not what
+            :func:`save_checkpoint` writes (see :func:`read_checkpoint`), downloads that fail.
     """
     override = get_label_set(labels) if labels else None
-    if _is_none(weights):
+    if is_random_init(weights, subject=f"weights of model {entry.name!r}"):
         return None, override or get_label_set(entry.labels), "none (random init)", {}
 
-    spec = str(weights)
+    spec = os.fspath(weights)
     if spec == "DEFAULT":
         spec = entry.default_weights
     enum = entry.weights_enum
@@ -109,7 +150,7 @@ def _load_torchvision(
             raise WeightsError(f"could not download {source} ({exc}); {hint}") from exc
         finally:
             socket.setdefaulttimeout(previous)
-    state = _read(cached)
+    state = read_checkpoint(cached).state
     return state, label_set, f"{source} ({cached})", dict(member.meta)
 
 
@@ -120,6 +161,75 @@ def _read(path: Path) -> Any:
         raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A weights file's content, checked by :func:`read_checkpoint`."""
+
+    path: Path
+    state: dict[str, torch.Tensor]  # parameter name -> tensor, as the file has them
+    arch: str | None = None  # the registry name it was saved for, where the file says
+    labels: LabelSet | None = None  # its label set, where the file carries one
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _state_problem(state: Any) -> str | None:
+    """What makes ``state`` no state dict (str -> tensor, not empty), or None."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a dict of tensors"
+    if not state:
+        return "an empty dict"
+    for key, value in state.items():
+        if not isinstance(key, str):
+            return f"a key {reprlib.repr(key)} that is not a string"
+        if not isinstance(value, torch.Tensor):
+            return f"{key!r}: a {type(value).__name__}, not a tensor"
+    return None
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a weights file and check that it is what :func:`save_checkpoint` writes, or a state dict.
+
+    Accepted: a state dict (parameter name -> tensor), or a dict whose ``"model"`` (else
+    ``"state_dict"``) is one, with optionally ``"arch"`` (a non-empty string), ``"labels"`` (a label
+    set dict, checked by :meth:`LabelSet.from_dict`) and ``"meta"`` (a dict with string keys).
+    Other keys are ignored.
+
+    Raises:
+        WeightsError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    data = _read(path)
+    if not isinstance(data, dict):
+        raise WeightsError(f"weights file {path} holds a {type(data).__name__}, expected a state dict or checkpoint")
+    wrapper = next((key for key in ("model", "state_dict") if key in data), None)
+    state = data if wrapper is None else data[wrapper]
+    problem = _state_problem(state)
+    if problem is not None:
+        where = "itself" if wrapper is None else f"{wrapper!r}"
+        raise WeightsError(
+            f"weights file {path} has no state dict (looked for 'model', 'state_dict', or tensors): "
+            f"{where} is {problem}"
+        )
+    if wrapper is None:
+        return Checkpoint(path, state)
+    arch = data.get("arch")
+    if arch is not None and (not isinstance(arch, str) or not arch.strip()):
+        raise WeightsError(f"weights file {path}: 'arch' must be a model name, got {reprlib.repr(arch)}")
+    labels = None
+    if "labels" in data:
+        try:
+            labels = LabelSet.from_dict(data["labels"])
+        except ValueError as exc:
+            raise WeightsError(f"weights file {path}: its 'labels' are not a label set: {exc}") from exc
+    meta = data.get("meta", {})
+    if not isinstance(meta, dict) or not all(isinstance(key, str) for key in meta):
+        raise WeightsError(
+            f"weights file {path}: 'meta' must be a dict with string keys, got {reprlib.repr(meta)} "
+            f"({type(meta).__name__})"
+        )
+    return Checkpoint(path, state, arch, labels, dict(meta))
+
+
 def _load_file(
     entry: Any, path: Path, override: LabelSet | None
 ) -> tuple[dict[str, torch.Tensor], LabelSet, str, dict[str, Any]]:
@@ -128,28 +238,16 @@ def _load_file(
             f"weights file {path} for model {entry.name!r} does not exist; put the file there or "
             f"pass 'DEFAULT' (torchvision download) or 'none' (random init)"
         )
-    data = _read(path)
-    if not isinstance(data, dict):
-        raise WeightsError(f"weights file {path} holds a {type(data).__name__}, expected a state dict or checkpoint")
-    state = data.get("model", data.get("state_dict", data))
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"weights file {path} has no state dict (looked for 'model', 'state_dict', or tensors)")
-    arch = data.get("arch")
-    if arch is not None and arch != entry.name and not entry.name.endswith(str(arch)):
+    checkpoint = read_checkpoint(path)
+    arch = checkpoint.arch
+    if arch is not None and arch != entry.name and not entry.name.endswith(arch):
         raise WeightsError(f"weights file {path} is for model {arch!r}, not {entry.name!r}")
-    if override is not None:
-        label_set = override
-    elif isinstance(data.get("labels"), dict):
-        label_set = LabelSet.from_dict(data["labels"])
-    else:
-        label_set = get_label_set(entry.labels)
-    return state, label_set, str(path), dict(data.get("meta", {}))
+    label_set = override or checkpoint.labels or get_label_set(entry.labels)
+    return checkpoint.state, label_set, str(path), checkpoint.meta
 
 
-def apply_state_dict(
-    module: torch.nn.Module, state: dict[str, torch.Tensor], *, entry: Any, labels: LabelSet, source: str
-) -> None:
-    """Load ``state`` strictly, dropping training-only aux heads and DDP ``module.`` prefixes."""
+def _fitted(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without DDP ``module.`` prefixes and, for a module without one, the aux head."""
     has_aux = getattr(module, "aux_classifier", None) is not None
     cleaned = {}
     for key, value in state.items():
@@ -157,16 +255,74 @@ def apply_state_dict(
         if key.startswith("aux_classifier.") and not has_aux:
             continue
         cleaned[key] = value
+    return cleaned
+
+
+def _misfit(entry: Any, source: str, reason: str, detail: str) -> WeightsError:
+    return WeightsError(f"weights {source} do not fit model {entry.name!r}: {reason}.\n{detail}")
+
+
+def _class_count_reason(labels: LabelSet) -> str:
+    return f"its class count does not match label set {labels.name!r} ({labels.num_classes} classes)"
+
+
+_NAMES_REASON = "its parameter names do not match the architecture"
+
+
+def check_state_dict(entry: Any, state: dict[str, torch.Tensor], *, labels: LabelSet, source: str) -> None:
+    """Check that ``state``'s tensors fit ``entry``'s architecture for ``labels`` before building it.
+
+    The architecture is built on the meta device (shapes only, no memory) and the shapes of the
+    parameters both have are compared: a checkpoint whose label set claims 65536 classes over a
+    6-class head is refused here, not after a gigabyte-sized class head is allocated. Names are
+    left to :func:`apply_state_dict`, since modules rename old keys while loading (torchvision's
+    RPN head and FPN, batch norm's ``num_batches_tracked``). A builder that cannot run on the meta
+    device is skipped (:func:`apply_state_dict` still checks after the real build).
+
+    Raises:
+        WeightsError: tensors of another shape (the first few are listed), naming ``source``.
+    """
     try:
-        module.load_state_dict(cleaned, strict=True)
-    except RuntimeError as exc:
-        mismatch = "size mismatch" in str(exc)
-        reason = (
-            f"its class count does not match label set {labels.name!r} ({labels.num_classes} classes)"
-            if mismatch
-            else "its parameter names do not match the architecture"
+        with torch.device("meta"):
+            reference = entry.builder(labels.num_classes)
+        expected = {key: tuple(value.shape) for key, value in reference.state_dict().items()}
+    except Exception:  # noqa: BLE001 - foreign builder code; the real build checks instead
+        return
+    cleaned = _fitted(reference, state)
+    wrong = [
+        (key, tuple(value.shape), expected[key])
+        for key, value in cleaned.items()
+        if key in expected and tuple(value.shape) != expected[key]
+    ]
+    if wrong:
+        # a class head: the model has num_classes along a dimension where the file has another count
+        counts = sorted(
+            {
+                have
+                for _, got, want in wrong
+                if len(got) == len(want)
+                for have, need in zip(got, want, strict=True)
+                if need == labels.num_classes and have != need
+            }
         )
-        raise WeightsError(f"weights {source} do not fit model {entry.name!r}: {reason}.\n{exc}") from exc
+        reason = (
+            f"{_class_count_reason(labels)}, the file's tensors have {' or '.join(map(str, counts))}"
+            if counts
+            else "its tensor shapes do not match the architecture"
+        )
+        detail = "; ".join(f"{key}: {got} in the file, {want} in the model" for key, got, want in wrong[:3])
+        raise _misfit(entry, source, reason, f"size mismatch: {detail}")
+
+
+def apply_state_dict(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], *, entry: Any, labels: LabelSet, source: str
+) -> None:
+    """Load ``state`` strictly, dropping training-only aux heads and DDP ``module.`` prefixes."""
+    try:
+        module.load_state_dict(_fitted(module, state), strict=True)
+    except RuntimeError as exc:
+        reason = _class_count_reason(labels) if "size mismatch" in str(exc) else _NAMES_REASON
+        raise _misfit(entry, source, reason, str(exc)) from exc
 
 
 def save_checkpoint(path: str | Path, module: torch.nn.Module, *, arch: str, labels: LabelSet, **meta: Any) -> Path:

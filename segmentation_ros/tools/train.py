@@ -18,6 +18,9 @@ Data:
 Output directory: ``checkpoint.pt`` (model, optimizer, scheduler, step, RNG state; what
 ``--resume`` continues from), ``<model>.pt`` (the weights alone, floats stored as fp16, loadable
 by :func:`~segmentation_ros.engine.registry.build_model`), ``log.jsonl`` (one line of losses per step).
+``--resume`` refuses, naming the file, a checkpoint of another model, one without its label set or
+training state, or one whose parts do not fit this run (see :func:`_load_training_state`); empty
+``--weights`` (an unset shell variable) is an error before anything runs, not random weights.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import json
 import logging
 import math
+import reprlib
 import time
 from collections.abc import Iterator
 from copy import deepcopy
@@ -47,6 +51,14 @@ from segmentation_ros.engine.pipeline import (  # what the engine normalises sem
     IMAGENET_STD,
 )
 from segmentation_ros.engine.registry import ModelEntry, get_model_entry
+from segmentation_ros.engine.weights import (
+    Checkpoint,
+    WeightsError,
+    apply_state_dict,
+    check_state_dict,
+    is_random_init,
+    read_checkpoint,
+)
 from segmentation_ros.tools.synthetic import parse_synthetic_spec
 
 __all__ = [
@@ -98,6 +110,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        is_random_init(self.weights, subject="--weights")  # '' (an unset variable) is an error, not random
         parse_data_spec(self.data)
         return self
 
@@ -405,11 +418,92 @@ def _save_training_state(
     )
 
 
-def _load_training_state(path: Path) -> dict[str, Any]:
+def _load_training_state(path: Path, entry: ModelEntry) -> Checkpoint:
+    """``path`` (``checkpoint.pt``) read and checked for resuming a run of ``entry``.
+
+    Besides what :func:`~segmentation_ros.engine.weights.read_checkpoint` checks, a training
+    checkpoint must be of this model, carry its label set and have the training state in ``meta``
+    (``step``, ``optimizer``, ``scheduler``, ``rng``) with the types :func:`_save_training_state`
+    writes; the model's tensors are checked against the architecture (on the meta device) first.
+
+    Raises:
+        ValueError: the checkpoint is of another model.
+        WeightsError: anything else, naming the file.
+    """
+    checkpoint = read_checkpoint(path)
+    if checkpoint.arch != entry.name:
+        raise ValueError(f"--resume: {path} is a {checkpoint.arch!r} run, not {entry.name!r}")
+    if checkpoint.labels is None:
+        raise WeightsError(f"--resume: {path} has no 'labels' (its label set): not a checkpoint of this command")
+    meta = checkpoint.meta
+    for key, kind in (("step", int), ("optimizer", dict), ("scheduler", dict), ("rng", dict)):
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise WeightsError(
+                f"--resume: {path}: meta {key!r} is {reprlib.repr(value)}, expected a {kind.__name__} "
+                f"(not a checkpoint of this command?)"
+            )
+    if meta["step"] < 0:
+        raise WeightsError(f"--resume: {path}: meta 'step' is {meta['step']}, expected >= 0")
+    elapsed = meta.get("elapsed_s", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not 0 <= elapsed < math.inf:
+        raise WeightsError(f"--resume: {path}: meta 'elapsed_s' is {reprlib.repr(elapsed)}, expected seconds >= 0")
+    if not isinstance(meta.get("init", ""), str):
+        raise WeightsError(f"--resume: {path}: meta 'init' is {reprlib.repr(meta['init'])}, expected a string")
+    rng = meta["rng"].get("torch")
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.ndim != 1:
+        raise WeightsError(f"--resume: {path}: meta 'rng' has no 'torch' state (a 1-D uint8 tensor)")
+    check_state_dict(entry, checkpoint.state, labels=checkpoint.labels, source=f"--resume {path}")
+    return checkpoint
+
+
+def _alike(value: Any, reference: Any) -> bool:
+    """Whether ``value`` has ``reference``'s type (any finite real for a number), lists, tuples and
+    dicts item by item (a dict's keys of another torch version are harmless: not compared)."""
+    if isinstance(reference, dict):
+        return isinstance(value, dict) and all(_alike(value[k], reference[k]) for k in reference.keys() & value.keys())
+    if isinstance(reference, (list, tuple)):
+        return (
+            type(value) is type(reference)
+            and len(value) == len(reference)
+            and all(_alike(v, r) for v, r in zip(value, reference, strict=True))
+        )
+    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return type(value) is type(reference)
+
+
+def _restore_training_state(
+    checkpoint: Checkpoint, optimizer: Any, scheduler: Any, device: torch.device
+) -> None:
+    """Load the optimizer, scheduler and RNG state of a checked checkpoint into this run's.
+
+    Raises:
+        WeightsError: naming the file, when a state does not fit this run's (its keys, types or
+            tensor shapes): it would otherwise fail later, inside the training loop.
+    """
+    meta, path = checkpoint.meta, checkpoint.path
+    # Values of the wrong type or length would only fail inside the training loop.
+    if not _alike(meta["scheduler"], scheduler.state_dict()):
+        raise WeightsError(f"--resume: {path}: the scheduler state does not fit this run's")
+    groups = meta["optimizer"].get("param_groups")
+    expected_groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.state_dict()["param_groups"]]
+    if not isinstance(groups, list) or not _alike(groups, expected_groups):
+        raise WeightsError(f"--resume: {path}: the optimizer's parameter groups do not fit this run's")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RuntimeError(f"cannot read training checkpoint {path}: {exc}") from exc
+        optimizer.load_state_dict(meta["optimizer"])
+        scheduler.load_state_dict(meta["scheduler"])
+        _set_rng_state(meta["rng"], device)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"--resume: {path}: the optimizer or RNG state does not fit this run: {exc!r}") from exc
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, torch.Tensor) or (value.ndim and value.shape != param.shape):
+                    raise WeightsError(
+                        f"--resume: {path}: optimizer state {name!r} is {reprlib.repr(value)} for a "
+                        f"parameter of shape {tuple(param.shape)}"
+                    )
 
 
 # ---- the loop -------------------------------------------------------------------------------------
@@ -446,14 +540,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     checkpoint = out / CHECKPOINT_NAME
 
     torch.manual_seed(cfg.seed)
-    resumed: dict[str, Any] | None = None
+    resumed: Checkpoint | None = None
     if cfg.resume and checkpoint.is_file():
-        resumed = _load_training_state(checkpoint)
-        if resumed.get("arch") != entry.name:
-            raise ValueError(f"--resume: {checkpoint} is a {resumed.get('arch')!r} run, not {entry.name!r}")
-        labels = LabelSet.from_dict(resumed["labels"])
+        resumed = _load_training_state(checkpoint, entry)
+        assert resumed.labels is not None  # checked by _load_training_state
+        labels = resumed.labels
         module, source = entry.builder(labels.num_classes), f"resumed from {checkpoint}"
-        module.load_state_dict(resumed["model"])
+        apply_state_dict(module, resumed.state, entry=entry, labels=labels, source=f"--resume {checkpoint}")
     else:
         if cfg.resume:
             log.info("--resume: no %s yet, starting a new run", checkpoint)
@@ -470,13 +563,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.steps))
     start, elapsed = 0, 0.0  # elapsed: training seconds before this process, carried over resumes
     if resumed is not None:
-        meta = resumed.get("meta", {})
+        meta = resumed.meta
         elapsed = float(meta.get("elapsed_s", 0.0))
-        source = str(meta.get("init", source))
-        optimizer.load_state_dict(meta["optimizer"])
-        scheduler.load_state_dict(meta["scheduler"])
-        start = int(meta["step"])
-        _set_rng_state(meta["rng"], device)
+        source = meta.get("init", source)
+        _restore_training_state(resumed, optimizer, scheduler, device)
+        start = meta["step"]
         if start >= cfg.steps:
             log.info("%s is at step %d of %d: nothing to do", checkpoint, start, cfg.steps)
 
