@@ -623,6 +623,8 @@ def test_validate_parameters_fills_defaults() -> None:
         ("cameras", ["front left"], "not a relative ROS namespace"),
         ("cameras", ["front\n"], "not a relative ROS namespace"),
         ("cameras", ["kamera\u00e4"], "not a relative ROS namespace"),
+        ("semantic_weights", "", "use 'none' for random initialisation"),
+        ("instance_weights", "  ", "use 'none' for random initialisation"),
     ],
 )
 def test_validate_parameters_rejects_bad_values_naming_them(name: str, value: object, expected: str) -> None:
@@ -1006,3 +1008,21 @@ def test_tracks_are_per_camera_and_their_settings_change_at_runtime() -> None:
         assert core.trackers == {}
     finally:
         core.cleanup()
+
+
+def test_the_latest_camera_info_goes_with_the_next_frames() -> None:
+    core = SegmentationCore({"cameras": ["a", "b"], "device": "cpu"}, RosbagsFactory("jazzy"))
+    factory = core.factory
+    first, second = camera_info_msg(factory), camera_info_msg(factory)
+    core.receive_camera_info("a", first)
+    core.receive_camera_info("a", second)
+    core.receive(Frame("a", image_msg(factory, scene())))
+    core.receive(Frame("b", image_msg(factory, scene())))
+    given = Frame("a", image_msg(factory, scene()), first)
+    frames = {f.camera: f for f in core.frames.take(0)}
+    assert frames["a"].camera_info is second and frames["b"].camera_info is None
+    core.receive(given)
+    assert core.frames.take(0)[0].camera_info is first  # one given with the frame is kept
+    core.pause()
+    core.receive(Frame("a", image_msg(factory, scene())))
+    assert core.frames.take(0)[0].camera_info is None  # deactivation forgets them

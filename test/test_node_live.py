@@ -5,8 +5,9 @@ Each node is the installed ``segmentation_node`` executable started as ``ros2 ru
 parameter services (:class:`live_ros.Probe`). The demo models (shipped weights, CPU) see rendered
 synthetic frames, so that instances are really found. Three node processes cover:
 
-* ``panoptic`` (two cameras): the message contract for every output, label_info to a late
-  subscriber, camera_info pass-through, both cameras served by one node, QoS as documented,
+* ``panoptic`` (two cameras, tracking and depth on): the message contract for every output,
+  label_info to a late subscriber, camera_info pass-through, the 3D outputs of colour + depth,
+  tracked ids, both cameras served by one node, QoS as documented,
   parameter descriptors and validation, diagnostics, bad frames dropped and counted, stale frames
   dropped under overload with bounded latency, SIGINT.
 * ``lifecycle``: bad start values keep the node up, unconfigured, with the reason logged; recovery
@@ -50,7 +51,7 @@ CAMERAS = ("front", "rear")
 IMAGE, INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
 DETECTIONS, LABEL_INFO = "vision_msgs/msg/Detection2DArray", "vision_msgs/msg/LabelInfo"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
-PANOPTIC_OUTPUTS = {o.topic: o for o in OUTPUTS if "panoptic" in o.tasks}
+PANOPTIC_OUTPUTS = {o.topic: o for o in OUTPUTS if "panoptic" in o.tasks and not o.depth}  # 2D: every frame
 EXPECTED_ENCODING = {
     "semantic/labels": "mono8",  # 6 classes
     "semantic/confidence": "mono8",
@@ -79,7 +80,14 @@ def panoptic(probe: Probe, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         tmp_path_factory.mktemp("panoptic"),
         "segmentation_node",
         "live",
-        {**DEMO, "task": "panoptic", "cameras": list(CAMERAS), "diagnostics_period": 0.2, "tracking": True},
+        {
+            **DEMO,
+            "task": "panoptic",
+            "cameras": list(CAMERAS),
+            "diagnostics_period": 0.2,
+            "tracking": True,
+            "depth": True,
+        },
     )
     try:
         probe.wait_state(node, "active")
@@ -267,6 +275,68 @@ def test_tracked_ids_persist_across_frames_in_every_output(probe: Probe, panopti
         assert detections and detections == id_map == set(np.unique(things).tolist()) - {0}
         seen.append(detections)
     assert seen[0] == seen[1], seen
+    for topic in topics.values():
+        probe.unsubscribe(topic)
+
+
+def test_colour_and_depth_give_the_3d_outputs(probe: Probe, panoptic: LiveNode) -> None:
+    cam = CAMERAS[1]
+    types = {
+        "detections": DETECTIONS,
+        "detections_3d": "vision_msgs/msg/Detection3DArray",
+        "points": "sensor_msgs/msg/PointCloud2",
+        "markers": "visualization_msgs/msg/MarkerArray",
+    }
+    topics = {rel: panoptic.topic(f"{cam}/{rel}") for rel in types}
+    for rel, type_name in types.items():
+        probe.subscribe(topics[rel], type_name)
+    pubs = {
+        rel: probe.publisher(panoptic.topic(f"{cam}/{rel}"), t, input_qos())
+        for rel, t in (("image", IMAGE), ("depth/image", IMAGE), ("camera_info", INFO))
+    }
+    for pub in pubs.values():
+        probe.wait_matched(pub)
+    scene = generate_scene(3, WIDTH, HEIGHT)
+    stamp, frame_id = 1_700_000_900_000_000_000, "rear_optical_frame"
+    f = RclpyFactory()
+    k = scene.intrinsics
+    header = make_header(f, stamp, frame_id)
+    pubs["camera_info"].publish(
+        f.new(INFO, header=header, height=HEIGHT, width=WIDTH, k=list(k.k), p=list(k.p))
+    )
+    depth = np.where(np.isfinite(scene.depth), scene.depth, np.nan).astype(np.float32)
+    pubs["depth/image"].publish(numpy_to_image(depth, "32FC1", header, f))
+    time.sleep(0.2)
+
+    def markers_of_stamp() -> list[Any]:
+        return [
+            m
+            for m in probe.messages(topics["markers"])
+            if m.markers and time_to_ns(m.markers[0].header.stamp) == stamp
+        ]
+
+    publish_until(
+        probe,
+        pubs["image"],
+        image_msg(scene.image, stamp, frame_id),
+        lambda: (
+            all(stamped(probe, topics[r], stamp) for r in ("detections", "detections_3d", "points"))
+            and markers_of_stamp()
+        ),
+        f"the 3D outputs of stamp {stamp}",
+    )
+    ids_2d = {d.id for d in stamped(probe, topics["detections"], stamp)[0].detections}
+    det3d = stamped(probe, topics["detections_3d"], stamp)[0]
+    assert det3d.header.frame_id == frame_id and det3d.detections
+    assert {d.id for d in det3d.detections} <= ids_2d
+    for d in det3d.detections:
+        assert 0.5 < d.bbox.center.position.z < 30 and d.bbox.size.z >= 0
+    points = stamped(probe, topics["points"], stamp)[0]
+    assert [fl.name for fl in points.fields] == ["x", "y", "z", "rgb", "label", "instance"]
+    assert points.height == 1 and points.width > 0 and len(points.data) == points.width * points.point_step
+    (markers,) = markers_of_stamp()[:1]
+    assert markers.markers[0].action == 3
+    assert {m.id for m in markers.markers[1:]} == {int(d.id) for d in det3d.detections}
     for topic in topics.values():
         probe.unsubscribe(topic)
 

@@ -97,7 +97,6 @@ class SegmentationNode(LifecycleNode):
         # rclpy's Node owns _publishers, _subscriptions, _timers...: these names must differ.
         self._output_pubs: dict[str, Any] = {}
         self._input_subs: list[Any] = []
-        self._latest_camera_info: dict[str, Any] = {}
         self._diagnostics_timer: Any = None
         self._inference_thread: threading.Thread | None = None
         self._stop_inference = threading.Event()
@@ -179,7 +178,9 @@ class SegmentationNode(LifecycleNode):
         for camera in core.cameras:
             topics = core.input_topics(camera)
             self._subscribe(image_type, topics["image"], lambda m, c=camera: self._on_image(c, m))
-            self._subscribe(CAMERA_INFO, topics["camera_info"], lambda m, c=camera: self._on_info(c, m))
+            self._subscribe(CAMERA_INFO, topics["camera_info"], lambda m, c=camera: core.receive_camera_info(c, m))
+            if "depth" in topics:  # kept by the core until its colour frame is processed
+                self._subscribe("sensor_msgs/msg/Image", topics["depth"], lambda m, c=camera: core.receive_depth(c, m))
         result = super().on_activate(state)  # enables the lifecycle publishers
         for camera in core.cameras:
             for output in core.latched_outputs(camera):
@@ -219,7 +220,6 @@ class SegmentationNode(LifecycleNode):
         for subscription in self._input_subs:  # first, so that no old frame waits for the next activate
             self.destroy_subscription(subscription)
         self._input_subs.clear()
-        self._latest_camera_info.clear()
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
@@ -255,14 +255,10 @@ class SegmentationNode(LifecycleNode):
     def _on_image(self, camera: str, msg: Any) -> None:
         core = self.core
         if core is not None:  # only hand over: inference runs on its own thread
-            info = self._latest_camera_info.get(camera)
-            core.receive(Frame(camera, msg, info, self._now_ns()))
+            core.receive(Frame(camera, msg, None, self._now_ns()))  # with the camera's latest camera_info
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds  # ROS time: simulated time under use_sim_time
-
-    def _on_info(self, camera: str, msg: Any) -> None:
-        self._latest_camera_info[camera] = msg  # goes out with this camera's next image
 
     def _subscribed(self, topic: str) -> bool:
         publisher = self._output_pubs.get(topic)

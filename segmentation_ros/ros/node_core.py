@@ -259,6 +259,11 @@ def validate_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
     params = {p.name: p.default for p in PARAMETERS}
     for name, value in values.items():
         params[name] = _SPECS[name].check(value)
+    for name in ("semantic_weights", "instance_weights"):
+        if not params[name].strip():  # an unset launch argument or shell variable: never random weights
+            raise ValueError(
+                f"parameter {name}: empty; use 'none' for random initialisation or 'DEFAULT' for the model's default"
+            )
     params["classes"] = [c for c in params["classes"] if c != 0]
     params["cameras"] = [c.strip("/") for c in params["cameras"]] or [""]
     for camera in params["cameras"]:
@@ -443,6 +448,7 @@ class SegmentationCore:
         self.stats = FrameStats()
         self.trackers: dict[str, Tracker] = {}  # per camera, while tracking is on
         self.depth = DepthStage(self.params, factory)  # depth frames per camera, 3D outputs
+        self._camera_info: dict[str, Any] = {}  # the latest camera_info per camera (receive_camera_info)
         self._lock = threading.Lock()  # parameter changes vs. processing
 
     # -- lifecycle --
@@ -510,6 +516,7 @@ class SegmentationCore:
         self.frames.clear()
         self.reset_tracks()
         self.depth.clear()
+        self._camera_info.clear()
 
     def reset_tracks(self) -> None:
         """Forget every camera's tracks (deactivate, cleanup)."""
@@ -551,7 +558,13 @@ class SegmentationCore:
         those a newer frame replaces before inference (``frames_dropped_stale``).
         """
         self._count_received(frame)
+        if frame.camera_info is None:
+            frame.camera_info = self._camera_info.get(frame.camera)
         self.frames.put(frame)
+
+    def receive_camera_info(self, camera: str, msg: Any) -> None:
+        """A camera's camera_info arrived: it goes with the camera's next frames given to :meth:`receive`."""
+        self._camera_info[camera] = msg
 
     def receive_depth(self, camera: str, msg: Any) -> None:
         """A camera's depth image arrived (``depth/image``): kept until its colour frame is processed."""
