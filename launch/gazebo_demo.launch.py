@@ -1,17 +1,25 @@
-"""Gazebo demo: panoptic segmentation of a simulated camera looking at primitive shapes.
+"""Gazebo demo: panoptic segmentation of a simulated RGB-D camera looking at primitive shapes.
 
     ros2 launch segmentation_ros gazebo_demo.launch.py            # Jazzy + Gazebo Harmonic
-    ros2 launch segmentation_ros gazebo_demo.launch.py gui:=false rviz:=false device:=cpu
+    ros2 launch segmentation_ros gazebo_demo.launch.py gui:=false rviz:=false device:=cpu depth:=false
 
 Starts gz sim on worlds/shapes.sdf (running, not paused), a ros_gz_bridge parameter_bridge for the
 camera and the clock, segmentation_node in namespace ``camera`` with task panoptic, the demo
-models ``shapes_lraspp`` / ``shapes_maskrcnn`` (weights resolved by name) and use_sim_time, and rviz2.
+models ``shapes_lraspp`` / ``shapes_maskrcnn`` (weights resolved by name), use_sim_time and (with
+``depth``, the default) depth, and rviz2.
 
-Topics (gz -> ROS, same names on both sides):
-    /camera/image        sensor_msgs/msg/Image       <- gz.msgs.Image       (<topic> in the world)
-    /camera/camera_info  sensor_msgs/msg/CameraInfo  <- gz.msgs.CameraInfo  (derived by gz-sensors)
+Topics (gz -> ROS). The world's camera is a gz-sensors ``rgbd_camera`` with <topic> /camera; it
+publishes <topic>/image, <topic>/depth_image, <topic>/camera_info and <topic>/points:
+    /camera/image        sensor_msgs/msg/Image       <- gz.msgs.Image       (<topic>/image, rgb8)
+    /camera/depth/image  sensor_msgs/msg/Image       <- gz.msgs.Image       (<topic>/depth_image, 32FC1
+                                                                             metres, renamed by the bridge)
+    /camera/camera_info  sensor_msgs/msg/CameraInfo  <- gz.msgs.CameraInfo  (<topic>/camera_info)
     /clock               rosgraph_msgs/msg/Clock     <- gz.msgs.Clock
-The node then publishes /camera/panoptic/color, /camera/overlay, ... (see README).
+The colour and depth images come from one sensor: same pose, size, intrinsics and stamp (aligned,
+as the node's depth input must be), all with frame_id ``camera_optical_frame`` (the world's
+<optical_frame_id>, rviz's fixed frame). gz's own <topic>/points is not bridged: the node
+publishes /camera/points (labelled), /camera/detections_3d and /camera/markers, besides
+/camera/panoptic/color, /camera/overlay, ... (see README).
 
 Needs ros-$ROS_DISTRO-ros-gz (ros_gz_sim, ros_gz_bridge) and rviz2, which package.xml does not
 pull in. Humble and Gazebo Fortress (the pairing Humble's binaries from packages.ros.org use):
@@ -26,6 +34,8 @@ pull in. Humble and Gazebo Fortress (the pairing Humble's binaries from packages
   * Fortress (sdformat 12) reads SDF up to 1.9, hence the world's version; recent Fortress
     releases map the world's gz-sim-* plugin files and gz::sim::systems::* names to their
     ignition-gazebo-* ones.
+  * Fortress's ign-sensors 6 names the rgbd_camera topics as above; <optical_frame_id> needs
+    sdformat >= 12.6 and ign-sensors >= 6.7 (2022; older ones name the frame after the sensor).
   * Humble with Harmonic: ros_gz binaries from packages.osrfoundation.org ("use with caution" in
     the ros_gz README) or from source.
 """
@@ -45,13 +55,18 @@ from launch_ros.actions import LifecycleNode, Node
 from segmentation_ros.ros.launch_helpers import PACKAGE, as_bool, rviz_node
 
 NAMESPACE = "camera"
-# parameter_bridge "<topic>@<ROS type>[<gz type>": "[" bridges gz -> ROS only. The node in
-# namespace "camera" reads camera/image and camera/camera_info (test_package.py checks the world).
+# parameter_bridge "<topic>@<ROS type>[<gz type>": "[" bridges gz -> ROS only, same name on both
+# sides. The node in namespace "camera" reads camera/image, camera/camera_info and
+# camera/depth/image (test_package.py checks these against the world).
 BRIDGED_TOPICS = [
     "/camera/image@sensor_msgs/msg/Image[gz.msgs.Image",
+    "/camera/depth_image@sensor_msgs/msg/Image[gz.msgs.Image",
     "/camera/camera_info@sensor_msgs/msg/CameraInfo[gz.msgs.CameraInfo",
     "/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",
 ]
+# ROS-side renames of bridged topics (the bridge's ROS remapping rules): gz-sensors names the depth
+# image <topic>/depth_image; the node reads depth/image next to image.
+BRIDGE_REMAPPINGS = [("/camera/depth_image", "/camera/depth/image")]
 
 
 def _launch_setup(context: LaunchContext) -> list:
@@ -70,6 +85,7 @@ def _launch_setup(context: LaunchContext) -> list:
         "semantic_model": "shapes_lraspp",
         "instance_model": "shapes_maskrcnn",
         "use_sim_time": True,
+        "depth": as_bool(arg("depth"), "depth"),
     }
     if arg("device"):
         overrides["device"] = arg("device")
@@ -86,6 +102,7 @@ def _launch_setup(context: LaunchContext) -> list:
             executable="parameter_bridge",
             name="shapes_bridge",
             arguments=BRIDGED_TOPICS,
+            remappings=BRIDGE_REMAPPINGS,
             output="screen",
         ),
         LifecycleNode(
@@ -109,7 +126,8 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "world",
                 default_value=str(Path(share, "worlds", "shapes.sdf")),
-                description="SDF world with a camera publishing on gz topic /camera/image",
+                description="SDF world with an rgbd_camera on gz topic /camera (/camera/image, "
+                "/camera/depth_image, /camera/camera_info)",
             ),
             DeclareLaunchArgument("gui", default_value="true", description="open the Gazebo GUI"),
             DeclareLaunchArgument(
@@ -117,6 +135,11 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "device", default_value="", description="auto | cpu | cuda:N; '' keeps config/panoptic.yaml's"
+            ),
+            DeclareLaunchArgument(
+                "depth",
+                default_value="true",
+                description="fuse the camera's depth image: publish points, detections_3d and markers",
             ),
             OpaqueFunction(function=_launch_setup),
         ]

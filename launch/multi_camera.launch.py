@@ -2,12 +2,19 @@
 
     ros2 launch segmentation_ros multi_camera.launch.py cameras:='[front, left, right]' \\
         image_name:=image_raw task:=semantic device:=cuda:0
+    ros2 launch segmentation_ros multi_camera.launch.py cameras:='[front, left]' task:=instance \\
+        image_name:=color/image_raw depth:=true depth_name:=aligned_depth_to_color/image_raw
 
 Each camera gets a namespace under the node's: with ``cameras: [front, left]`` the node reads
 ``front/image`` and ``left/image`` and writes ``front/semantic/labels``, ``left/overlay``, and so on
 (``front/image/compressed`` with ``use_compressed``). ``image_name`` remaps the per-camera input to
 what the camera driver publishes, e.g. ``front/image_raw``; camera_info is read next to the image
-(``image_name:=color/image_raw`` -> ``front/color/camera_info``), as image_transport expects. QoS is set per topic with the standard overrides in the params file
+(``image_name:=color/image_raw`` -> ``front/color/camera_info``), as image_transport expects.
+With ``depth:=true`` the node also reads each camera's ``depth/image`` (aligned to its colour
+image) and publishes ``front/points``, ``front/detections_3d``, ``front/markers``, ...;
+``depth_name`` remaps that input inside each camera namespace as ``image_name`` does
+(``depth_name:=aligned_depth_to_color/image_raw`` -> ``front/aligned_depth_to_color/image_raw``).
+QoS is set per topic with the standard overrides in the params file
 (``qos_overrides./front/image.subscription.reliability: best_effort``).
 
 The params file (default ``config/<task>.yaml``) carries everything else. The node moves itself to
@@ -29,6 +36,7 @@ from segmentation_ros.ros.launch_helpers import (
     TASKS,
     as_bool,
     check_task_and_params_file,
+    depth_remappings,
     image_remappings,
     parse_cameras,
     rviz_node,
@@ -43,7 +51,12 @@ def _launch_setup(context: LaunchContext) -> list:
     params_file = check_task_and_params_file(task, arg("params_file"))
     cameras = parse_cameras(arg("cameras"))
     use_sim_time = as_bool(arg("use_sim_time"), "use_sim_time")
-    overrides: dict[str, object] = {"task": task, "cameras": cameras, "use_sim_time": use_sim_time}
+    overrides: dict[str, object] = {
+        "task": task,
+        "cameras": cameras,
+        "use_sim_time": use_sim_time,
+        "depth": as_bool(arg("depth"), "depth"),
+    }
     if arg("device"):
         overrides["device"] = arg("device")
 
@@ -56,7 +69,12 @@ def _launch_setup(context: LaunchContext) -> list:
             namespace=namespace,
             output="screen",
             parameters=[str(params_file), overrides],
-            remappings=[pair for camera in cameras for pair in image_remappings(arg("image_name"), camera)],
+            remappings=[
+                pair
+                for camera in cameras
+                for pair in image_remappings(arg("image_name"), camera, "image_name")
+                + depth_remappings(arg("depth_name"), camera)
+            ],
         )
     ]
     if as_bool(arg("rviz"), "rviz"):
@@ -78,6 +96,18 @@ def generate_launch_description() -> LaunchDescription:
                 "image_name",
                 default_value="image",
                 description="image topic inside each camera namespace, e.g. image_raw or color/image_raw",
+            ),
+            DeclareLaunchArgument(
+                "depth",
+                default_value="false",
+                description="also read each camera's depth/image (aligned to its image) and publish "
+                "points, detections_3d, markers",
+            ),
+            DeclareLaunchArgument(
+                "depth_name",
+                default_value="depth/image",
+                description="depth image topic inside each camera namespace, "
+                "e.g. aligned_depth_to_color/image_raw",
             ),
             DeclareLaunchArgument(
                 "task",

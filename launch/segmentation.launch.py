@@ -2,10 +2,19 @@
 
     ros2 launch segmentation_ros segmentation.launch.py task:=instance namespace:=front \\
         image:=/front/image_raw device:=cuda:0 rviz:=true
+    ros2 launch segmentation_ros segmentation.launch.py task:=instance namespace:=front \\
+        image:=/front/color/image_raw depth:=true depth_name:=/front/aligned_depth_to_color/image_raw
 
 The params file (default ``config/<task>.yaml`` in the package share) carries the parameters;
-``model``, ``weights``, ``device`` and ``use_sim_time`` override it when given. The launch
-overrides reach the node keyed by its full name, which rclpy ranks above the file's ``/**`` key.
+``model``, ``weights`` and ``device`` override it when given, ``use_sim_time`` and ``depth``
+always. The launch overrides reach the node keyed by its full name, which rclpy ranks above the
+file's ``/**`` key.
+
+Depth (``depth:=true``): the node also reads ``depth/image`` (16UC1 millimetres or 32FC1 metres,
+aligned to the colour image, which is what a driver's ``aligned_depth_to_color`` topic is) and
+publishes ``points``, ``detections_3d`` and ``markers``. ``depth_name`` remaps that input to the
+driver's topic, absolute or relative to ``namespace`` like ``image``; the intrinsics come from the
+colour ``camera_info``, so nothing else is remapped for depth.
 
 Lifecycle: the node has an ``autostart`` parameter (true in the presets) and moves itself to
 ``active``. That works the same on Humble and Jazzy, so no ``autostart=`` is passed to
@@ -27,6 +36,7 @@ from segmentation_ros.ros.launch_helpers import (
     TASKS,
     as_bool,
     check_task_and_params_file,
+    depth_remappings,
     image_remappings,
     model_overrides,
     rviz_node,
@@ -40,7 +50,11 @@ def _launch_setup(context: LaunchContext) -> list:
     task = arg("task")
     params_file = check_task_and_params_file(task, arg("params_file"))
     use_sim_time = as_bool(arg("use_sim_time"), "use_sim_time")
-    overrides: dict[str, object] = {"task": task, "use_sim_time": use_sim_time}
+    overrides: dict[str, object] = {
+        "task": task,
+        "use_sim_time": use_sim_time,
+        "depth": as_bool(arg("depth"), "depth"),
+    }
     overrides.update(model_overrides(task, arg("model"), arg("weights")))
     if arg("device"):
         overrides["device"] = arg("device")
@@ -54,7 +68,7 @@ def _launch_setup(context: LaunchContext) -> list:
             namespace=namespace,
             output="screen",
             parameters=[str(params_file), overrides],
-            remappings=image_remappings(arg("image")),
+            remappings=image_remappings(arg("image")) + depth_remappings(arg("depth_name")),
         )
     ]
     if as_bool(arg("rviz"), "rviz"):
@@ -102,6 +116,18 @@ def generate_launch_description() -> LaunchDescription:
                 default_value="image",
                 description="topic the image input is remapped to; image/compressed follows it, and "
                 "camera_info is taken from the same namespace (/front/image_raw -> /front/camera_info)",
+            ),
+            DeclareLaunchArgument(
+                "depth",
+                default_value="false",
+                description="also read depth/image (aligned to image) and publish points, "
+                "detections_3d, markers",
+            ),
+            DeclareLaunchArgument(
+                "depth_name",
+                default_value="depth/image",
+                description="topic the depth input is remapped to, absolute or relative to the namespace, "
+                "e.g. /front/aligned_depth_to_color/image_raw; intrinsics come from the colour camera_info",
             ),
             DeclareLaunchArgument(
                 "use_sim_time", default_value="false", description="use /clock (simulation or bag playback)"

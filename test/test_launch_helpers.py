@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from segmentation_ros.ros.launch_helpers import (
+    DEPTH_INPUT,
     RVIZ_TOPICS,
     TASKS,
     as_bool,
     check_task_and_params_file,
+    depth_remappings,
     image_remappings,
     model_overrides,
     parse_cameras,
@@ -196,12 +198,94 @@ def test_image_remappings_per_camera() -> None:
     assert image_remappings("image", camera="left") == []
 
 
+@pytest.mark.parametrize(
+    ("image", "camera", "argument"),
+    [
+        ("front image", "", "image"),  # a space: rcl would refuse the rule only when the node starts
+        ("/front/1image", "", "image"),  # a token starting with a digit
+        ("/front//image_raw", "", "image"),
+        ("image-raw", "front", "image_name"),
+        ("~/image", "front", "image_name"),  # private names only for the node itself
+    ],
+)
+def test_image_remappings_reject_a_name_that_is_no_topic_naming_the_argument(
+    image: str, camera: str, argument: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"launch argument {argument}:=.*expected a ROS topic name"):
+        image_remappings(image, camera, argument)
+
+
+# ---- depth remappings ----------------------------------------------------------------------------
+def test_depth_input_and_rviz_topics_are_the_nodes() -> None:
+    node_core = pytest.importorskip("segmentation_ros.ros.node_core")  # imports torch
+    from segmentation_ros.ros.messages import RosbagsFactory
+
+    params = {"task": "panoptic", "device": "cpu", "depth": True}
+    core = node_core.SegmentationCore(params, RosbagsFactory("jazzy"))
+    assert core.input_topics("front")["depth"] == f"front/{DEPTH_INPUT}"
+    assert core.input_topics()["depth"] == DEPTH_INPUT
+    # config/segmentation.rviz shows only what the node publishes (with depth, for panoptic).
+    assert set(RVIZ_TOPICS) <= {output.topic for output in core.outputs()}
+
+
+def test_depth_remappings_absolute_topic() -> None:
+    # Only the depth image: the node takes the intrinsics from the colour camera_info.
+    assert depth_remappings("/front/aligned_depth_to_color/image_raw") == [
+        ("depth/image", "/front/aligned_depth_to_color/image_raw")
+    ]
+    assert depth_remappings("/front/depth/") == [("depth/image", "/front/depth")]
+    assert depth_remappings("aligned_depth_to_color/image_raw") == [
+        ("depth/image", "aligned_depth_to_color/image_raw")
+    ]
+    assert depth_remappings("~/depth") == [("depth/image", "~/depth")]  # private: the node's own
+
+
+@pytest.mark.parametrize("depth", ["depth/image", "", "depth/image/", " depth/image "])
+def test_depth_remappings_default_needs_none(depth: str) -> None:
+    assert depth_remappings(depth) == []
+    assert depth_remappings(depth, camera="front") == []
+
+
+def test_depth_remappings_per_camera() -> None:
+    assert depth_remappings("aligned_depth_to_color/image_raw", camera="front") == [
+        ("front/depth/image", "front/aligned_depth_to_color/image_raw")
+    ]
+    # Inside the camera namespace: a leading '/' is dropped, as image_remappings does.
+    assert depth_remappings("/depth_image", camera="rig/left/") == [
+        ("rig/left/depth/image", "rig/left/depth_image")
+    ]
+    assert depth_remappings("/depth/image", camera="left") == []
+
+
+def test_depth_and_image_remappings_of_several_cameras_do_not_collide() -> None:
+    pairs = [
+        pair
+        for camera in ("front", "left")
+        for pair in image_remappings("color/image_raw", camera)
+        + depth_remappings("aligned_depth/image_raw", camera)
+    ]
+    sources = [source for source, _ in pairs]
+    assert len(sources) == len(set(sources)) == 8
+    assert ("left/depth/image", "left/aligned_depth/image_raw") in pairs
+
+
+@pytest.mark.parametrize(
+    ("depth", "camera"), [("depth image", ""), ("/front/2depth", ""), ("depth.image", "front")]
+)
+def test_depth_remappings_reject_a_name_that_is_no_topic_naming_the_argument(depth: str, camera: str) -> None:
+    with pytest.raises(ValueError, match=r"launch argument depth_name:=.*expected a ROS topic name"):
+        depth_remappings(depth, camera)
+
+
+# ---- rviz ----------------------------------------------------------------------------------------
 def test_rviz_remappings_into_a_namespace() -> None:
     expected = [
         ("/overlay", "/front/overlay"),
         ("/semantic/color", "/front/semantic/color"),
         ("/panoptic/color", "/front/panoptic/color"),
         ("/instances/ids", "/front/instances/ids"),
+        ("/points", "/front/points"),
+        ("/markers", "/front/markers"),
     ]
     assert rviz_remappings("front") == expected
     assert rviz_remappings("/front/") == expected

@@ -81,12 +81,16 @@ LAUNCH_ARGUMENTS = {
         "params_file",
         "namespace",
         "image",
+        "depth",
+        "depth_name",
         "use_sim_time",
         "rviz",
     },
     "multi_camera.launch.py": {
         "cameras",
         "image_name",
+        "depth",
+        "depth_name",
         "task",
         "params_file",
         "device",
@@ -94,10 +98,18 @@ LAUNCH_ARGUMENTS = {
         "use_sim_time",
         "rviz",
     },
-    "gazebo_demo.launch.py": {"world", "gui", "rviz", "device"},
+    "gazebo_demo.launch.py": {"world", "gui", "rviz", "device", "depth"},
 }
 CONFIGS = [f"config/{task}.yaml" for task in TASKS]
-RVIZ_TOPICS = {"/overlay", "/semantic/color", "/panoptic/color", "/instances/ids"}
+# config/segmentation.rviz's displays: topic -> display class.
+RVIZ_DISPLAYS = {
+    "/overlay": "rviz_default_plugins/Image",
+    "/semantic/color": "rviz_default_plugins/Image",
+    "/panoptic/color": "rviz_default_plugins/Image",
+    "/instances/ids": "rviz_default_plugins/Image",
+    "/points": "rviz_default_plugins/PointCloud2",
+    "/markers": "rviz_default_plugins/MarkerArray",
+}
 
 
 def _setup_call() -> ast.Call:
@@ -280,14 +292,21 @@ def test_params_file_values(task: str) -> None:
             assert params.get(model + "_model"), f"{config}: task {task} needs {model}_model"
 
 
-def test_rviz_config_shows_the_image_outputs() -> None:
-    data = yaml.safe_load((ROOT / "config" / "segmentation.rviz").read_text())
-    displays = data["Visualization Manager"]["Displays"]
-    images = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
-    assert images == RVIZ_TOPICS
+def test_rviz_config_shows_the_image_and_depth_outputs() -> None:
+    manager = yaml.safe_load((ROOT / "config" / "segmentation.rviz").read_text())["Visualization Manager"]
+    displays = {d["Topic"]["Value"]: d for d in manager["Displays"]}
+    assert {topic: d["Class"] for topic, d in displays.items()} == RVIZ_DISPLAYS
+    # The node's cloud carries its colours in the rgb field (x y z rgb label instance).
+    assert displays["/points"]["Color Transformer"] == "RGB8"
+    assert displays["/markers"]["Namespaces"] == {"boxes": True, "labels": True}
+    # The fixed frame is the optical frame of the Gazebo demo's images, which the node's cloud and
+    # markers carry: they show without any TF.
+    world = ET.parse(ROOT / "worlds" / "shapes.sdf").getroot()
+    optical_frame = world.findtext(".//sensor/camera/optical_frame_id")
+    assert optical_frame and manager["Global Options"]["Fixed Frame"] == optical_frame.strip()
     # The launch files start rviz2 through launch_helpers.rviz_node, which remaps these absolute
     # names into the node's namespace (test_launch_helpers.py checks the remappings).
-    assert {f"/{topic}" for topic in launch_helpers.RVIZ_TOPICS} == RVIZ_TOPICS
+    assert {f"/{topic}" for topic in launch_helpers.RVIZ_TOPICS} == set(RVIZ_DISPLAYS)
     for name in LAUNCH_ARGUMENTS:
         if "rviz" in LAUNCH_ARGUMENTS[name]:
             assert _calls(_launch_tree(name), "rviz_node"), f"{name} does not start rviz2 with rviz_node"
@@ -361,25 +380,73 @@ def test_world_has_shapes_sky_and_a_rendering_camera() -> None:
     assert sum(1 for _ in world.iter("model")) >= 6
 
 
-def test_bridge_matches_the_world_camera_topics() -> None:
+def test_bridge_matches_the_world_rgbd_camera_topics() -> None:
     world = ET.parse(ROOT / "worlds" / "shapes.sdf").getroot()
-    cameras = [sensor for sensor in world.iter("sensor") if sensor.get("type") == "camera"]
-    assert len(cameras) == 1
-    image_topic = cameras[0].findtext("topic").strip()
-    # gz-sensors publishes camera_info next to the image: last topic name replaced by camera_info.
-    info_topic = image_topic.rsplit("/", 1)[0] + "/camera_info"
+    cameras = [sensor for sensor in world.iter("sensor") if sensor.get("type") != "logical_camera"]
+    # One sensor renders colour and depth: same pose, size and field of view, same instant (aligned).
+    assert [sensor.get("type") for sensor in cameras] == ["rgbd_camera"]
+    assert cameras[0].findtext("camera/image/format").strip() == "R8G8B8"
+    topic = cameras[0].findtext("topic").strip()
+    # gz-sensors' rgbd_camera publishes <topic>/image, <topic>/depth_image (32FC1 metres),
+    # <topic>/camera_info and <topic>/points.
+    image_topic, depth_topic, info_topic = (
+        f"{topic}/{name}" for name in ("image", "depth_image", "camera_info")
+    )
     bridged = {entry.split("@", 1)[0]: entry for entry in _gazebo_constant("BRIDGED_TOPICS")}
-    for topic in (image_topic, info_topic, "/clock"):
-        assert topic in bridged, (
-            f"gazebo_demo.launch.py does not bridge {topic}; it bridges {sorted(bridged)}"
+    for gz_topic in (image_topic, depth_topic, info_topic, "/clock"):
+        assert gz_topic in bridged, (
+            f"gazebo_demo.launch.py does not bridge {gz_topic}; it bridges {sorted(bridged)}"
         )
     assert bridged[image_topic].endswith("@sensor_msgs/msg/Image[gz.msgs.Image")
+    assert bridged[depth_topic].endswith("@sensor_msgs/msg/Image[gz.msgs.Image")
     assert bridged[info_topic].endswith("@sensor_msgs/msg/CameraInfo[gz.msgs.CameraInfo")
     assert bridged["/clock"].endswith("@rosgraph_msgs/msg/Clock[gz.msgs.Clock"), "use_sim_time needs /clock"
-    # The node in NAMESPACE reads <namespace>/image and <namespace>/camera_info.
+    # The bridge's ROS names (its remappings), as the node in NAMESPACE reads them.
+    renamed = dict(_gazebo_constant("BRIDGE_REMAPPINGS"))
+    ros_names = {gz_topic: renamed.get(gz_topic, gz_topic) for gz_topic in bridged}
     namespace = _gazebo_constant("NAMESPACE")
-    assert image_topic == f"/{namespace}/image"
-    assert info_topic == f"/{namespace}/camera_info"
+    assert ros_names[image_topic] == f"/{namespace}/image"
+    assert ros_names[info_topic] == f"/{namespace}/camera_info"
+    assert ros_names[depth_topic] == f"/{namespace}/{launch_helpers.DEPTH_INPUT}"
+    # gz's own cloud must not reach ROS under the name of the node's labelled cloud.
+    assert f"/{namespace}/points" not in ros_names.values()
+    bridges = [
+        call
+        for call in _calls(_launch_tree("gazebo_demo.launch.py"), "Node")
+        if any(
+            k.arg == "executable" and ast.literal_eval(k.value) == "parameter_bridge" for k in call.keywords
+        )
+    ]
+    assert len(bridges) == 1
+    keywords = {keyword.arg: keyword.value for keyword in bridges[0].keywords}
+    assert getattr(keywords.get("remappings"), "id", None) == "BRIDGE_REMAPPINGS", (
+        "the bridge must rename depth"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("segmentation.launch.py", "false"),
+        ("multi_camera.launch.py", "false"),
+        ("gazebo_demo.launch.py", "true"),
+    ],
+)
+def test_launch_file_passes_depth_to_the_node(name: str, default: str) -> None:
+    tree = _launch_tree(name)
+    declared = {call.args[0].value: call for call in _calls(tree, "DeclareLaunchArgument")}
+    keywords = {keyword.arg: keyword.value for keyword in declared["depth"].keywords}
+    assert ast.literal_eval(keywords["default_value"]) == default
+    parameters = {
+        key.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Dict)
+        for key in node.keys
+        if isinstance(key, ast.Constant)
+    }
+    assert "depth" in parameters, f"{name}: the depth argument does not reach the node's depth parameter"
+    if "depth_name" in LAUNCH_ARGUMENTS[name]:
+        assert _calls(tree, "depth_remappings"), f"{name}: depth_name is not remapped with depth_remappings"
 
 
 # ---- agreement with the node's own parameter table ------------------------------------------------

@@ -17,12 +17,18 @@ import yaml
 from segmentation_ros.engine.paths import PACKAGE
 
 TASKS = ("semantic", "instance", "panoptic")  # engine.TASKS, restated: launch files must not import torch
-# Image topics shown by config/segmentation.rviz (absolute there, remapped into the namespace).
-RVIZ_TOPICS = ("overlay", "semantic/color", "panoptic/color", "instances/ids")
+# Topics shown by config/segmentation.rviz (absolute there, remapped into the namespace): the image
+# displays, then the depth outputs (a PointCloud2 and a MarkerArray display, with depth: true).
+RVIZ_TOPICS = ("overlay", "semantic/color", "panoptic/color", "instances/ids", "points", "markers")
+# The node's depth input, next to ``image`` and ``camera_info`` (with its parameter depth: true).
+DEPTH_INPUT = "depth/image"
 # Sections of a parameters file that reach segmentation_node (rclpy matches '/**' and exact names).
 _NODE_KEYS = ("/**", "segmentation_node", "/segmentation_node")
 # A relative ROS name: tokens of letters, digits and underscores, not starting with a digit.
-_CAMERA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+_RELATIVE_NAME = r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*"
+CAMERA_NAME = re.compile(f"^{_RELATIVE_NAME}$")
+# A topic a launch argument remaps an input to: relative, absolute ('/' first) or private ('~/').
+_TOPIC_NAME = re.compile(f"^(/|~/)?{_RELATIVE_NAME}$")
 
 Remapping = tuple[str, str]
 
@@ -111,14 +117,37 @@ def parse_cameras(text: str) -> list[str]:
     if not cameras:
         raise ValueError("launch argument cameras is empty: list at least one camera, e.g. [front, left]")
     for name in cameras:
-        if not _CAMERA_NAME.match(name):
+        if not CAMERA_NAME.fullmatch(name):
             raise ValueError(f"camera name {name!r}: expected a relative ROS name such as front or rig/left")
     if len(set(cameras)) != len(cameras):
         raise ValueError(f"launch argument cameras lists a camera twice: {cameras}")
     return cameras
 
 
-def image_remappings(image: str, camera: str = "") -> list[Remapping]:
+def _input_topic(topic: str, camera: str, argument: str) -> tuple[str, str]:
+    """``(prefix, topic)`` for a remapping of the node's input ``prefix + <input>`` to ``prefix + topic``.
+
+    With ``camera`` '' the prefix is '' and ``topic`` stays absolute, relative or private as given
+    (a trailing '/' dropped); with a camera the prefix is ``'<camera>/'`` and ``topic`` is relative
+    to it (a leading '/' dropped too). '' stays '' (no remapping).
+
+    Raises:
+        ValueError: ``topic`` is not a ROS topic name (tokens of letters, digits and underscores,
+            none starting with a digit; '/' or '~/' first only without a camera); ``argument``
+            names the launch argument.
+    """
+    topic = topic.strip().strip("/") if camera else topic.strip().rstrip("/")
+    if topic and not (CAMERA_NAME if camera else _TOPIC_NAME).fullmatch(topic):
+        # ROS would refuse the remapping rule only when the node starts, with an rcl parse error.
+        raise ValueError(
+            f"launch argument {argument}:={topic!r}: expected a ROS topic name such as "
+            f"{'color/image_raw' if camera else '/front/image_raw or color/image_raw'} "
+            "(letters, digits, underscores; no token starting with a digit)"
+        )
+    return (f"{camera.strip('/')}/" if camera else ""), topic
+
+
+def image_remappings(image: str, camera: str = "", argument: str = "image") -> list[Remapping]:
     """Remappings that point the node's image input (and what goes with it) at ``image``.
 
     With ``camera`` '' (one camera per node) ``image`` is the topic as given, absolute or relative
@@ -129,11 +158,13 @@ def image_remappings(image: str, camera: str = "") -> list[Remapping]:
     ``front/image/compressed`` and ``front/camera_info`` are remapped. camera_info is remapped only
     when ``image`` has a parent (``color/image_raw`` -> ``color/camera_info``): it is read next to
     the image, as image_transport's CameraSubscriber expects. ``image`` '' or ``image`` gives ``[]``.
+
+    Raises:
+        ValueError: ``image`` is not a ROS topic name (the message names launch argument ``argument``).
     """
-    image = image.strip("/") if camera else image.rstrip("/")
+    prefix, image = _input_topic(image, camera, argument)
     if not image or image == "image":
         return []
-    prefix = f"{camera.strip('/')}/" if camera else ""
     remappings = [
         (f"{prefix}image", prefix + image),
         (f"{prefix}image/compressed", f"{prefix}{image}/compressed"),
@@ -143,8 +174,27 @@ def image_remappings(image: str, camera: str = "") -> list[Remapping]:
     return remappings
 
 
+def depth_remappings(depth: str, camera: str = "", argument: str = "depth_name") -> list[Remapping]:
+    """The remapping that points the node's depth input (:data:`DEPTH_INPUT`) at ``depth``.
+
+    ``depth`` is read as :func:`image_remappings` reads ``image``: with ``camera`` '' the topic as
+    given, absolute or relative to the node's namespace (``/front/aligned_depth_to_color/image_raw``
+    remaps ``depth/image`` to it); with ``camera`` 'front' a name inside the camera's namespace
+    (``aligned_depth_to_color/image_raw`` remaps ``front/depth/image`` to
+    ``front/aligned_depth_to_color/image_raw``). Nothing else follows the depth image: the node
+    takes the intrinsics from the colour ``camera_info``. ``depth`` '' or ``depth/image`` gives ``[]``.
+
+    Raises:
+        ValueError: ``depth`` is not a ROS topic name (the message names launch argument ``argument``).
+    """
+    prefix, depth = _input_topic(depth, camera, argument)
+    if not depth or depth == DEPTH_INPUT:
+        return []
+    return [(prefix + DEPTH_INPUT, prefix + depth)]
+
+
 def rviz_remappings(namespace: str) -> list[Remapping]:
-    """Remap config/segmentation.rviz's absolute topics (``/overlay``, ...) into ``namespace``.
+    """Remap config/segmentation.rviz's absolute topics (``/overlay``, ``/points``, ...) into ``namespace``.
 
     ``namespace`` '' (or '/') needs none: the node's topics are then the absolute ones.
     """

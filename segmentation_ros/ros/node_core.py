@@ -41,7 +41,7 @@ from segmentation_ros.ros.conversions import (
     numpy_to_image,
 )
 from segmentation_ros.ros.depth_outputs import DepthStage
-from segmentation_ros.ros.launch_helpers import _CAMERA_NAME as CAMERA_NAME
+from segmentation_ros.ros.launch_helpers import CAMERA_NAME, DEPTH_INPUT
 from segmentation_ros.ros.messages import MessageFactory, make_header, time_to_ns
 
 __all__ = [
@@ -543,7 +543,7 @@ class SegmentationCore:
         image = "image/compressed" if self.params["use_compressed"] else "image"
         topics = {"image": topic_name(camera, image), "camera_info": topic_name(camera, "camera_info")}
         if self.params["depth"]:
-            topics["depth"] = topic_name(camera, "depth/image")
+            topics["depth"] = topic_name(camera, DEPTH_INPUT)
         return topics
 
     def outputs(self) -> list[OutputSpec]:
