@@ -42,6 +42,7 @@ def _tiny(device: str, cases: list[bench.CaseSpec], **overrides: Any) -> bench.B
         "instance_min_size": 48,  # differs from the 30-pixel frames: the native variants run too
         "max_detections": 3,
         "paste_detections": 100,
+        "depth": False,  # the depth case runs the demo models at 640x480: once, in the report fixture
         **overrides,
     }
     return bench.BenchOptions(**settings)
@@ -62,7 +63,7 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     cases = [_case(SEMANTIC), _case(SEMANTIC, batch=2), _case(INSTANCE), _case(PANOPTIC, batch=2)]
-    return bench.run_benchmark(_tiny("cpu", cases))
+    return bench.run_benchmark(_tiny("cpu", cases, depth=True))
 
 
 def _positive(value: object) -> bool:
@@ -181,6 +182,23 @@ def test_tracking_case(report: dict[str, Any]) -> None:
     assert f"| 640x480 | 100 | {latency['p50']:.3f} | {latency['p99']:.3f} |" in markdown
 
 
+def test_depth_case(report: dict[str, Any]) -> None:
+    """The node core with the demo panoptic models on a rendered 640x480 RGB-D frame: without depth,
+    with depth (lazy 3D outputs off) and with every 3D output; the fraction depth adds is judged."""
+    depth = report["depth"]
+    assert (depth["width"], depth["height"]) == (640, 480) and "depth" in report["definitions"]
+    v = depth["variants"]
+    assert set(v) == {"panoptic", "panoptic_depth", "panoptic_depth_all_3d"}
+    assert all(_positive(float(x["latency_ms"]["p50"])) for x in v.values())
+    assert depth["objects_3d"] > 0 and depth["points"] > 1000  # the demo models find the rendered objects
+    base = v["panoptic"]["latency_ms"]["p50"]
+    assert depth["added_fraction"] == round(v["panoptic_depth"]["latency_ms"]["p50"] / base - 1, 4)
+    (target,) = [t for t in report["targets"] if "depth fusion" in t["target"]]
+    assert target["value"] == depth["added_fraction"]
+    assert target["passed"] == (depth["added_fraction"] <= bench.DEPTH_TARGET_FRACTION)
+    assert "depth fusion" in bench.format_table(report) and "| depth fusion |" in bench.format_markdown(report)
+
+
 @pytest.mark.parametrize(
     "device, detections, p50, passed",
     [("cpu", 100, 2.0, True), ("cpu", 100, 2.01, False), ("cpu", 50, 0.5, None), ("cuda", 100, 0.5, None)],
@@ -230,6 +248,7 @@ def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     out, md = tmp_path / "bench.json", tmp_path / "bench.md"
     argv = ["bench", "--device", "cpu", "--workload", SEMANTIC, "--size", "32x24", "--batch", "1"]
     argv += ["--warmup", "0", "--repeats", "1", "--iters", "1", "--paste-detections", "4"]
+    argv += ["--no-depth"]
     assert main([*argv, "--tracking-detections", "20", "--json", str(out), "--markdown", str(md)]) == 0
     report = json.loads(out.read_text())
     (case,) = report["cases"]
@@ -237,6 +256,7 @@ def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert _positive(case["overhead_ratio"])
     assert report["paste"][0]["detections"] == 4
     assert report["tracking"]["detections"] == 20 and report["tracking"]["latency_ms"]["samples"] == 1
+    assert "depth" not in report  # --no-depth
     assert "ours_fp32" in capsys.readouterr().out and md.read_text().startswith("| workload")
 
 
@@ -393,7 +413,7 @@ def test_check_exits_1_when_a_target_fails(
     out = tmp_path / "bench.json"
     argv = ["bench", "--device", "cpu", "--workload", SEMANTIC, "--size", "32x24", "--batch", "1"]
     argv += ["--warmup", "0", "--repeats", "1", "--iters", "1", "--paste-detections", "4", "--json", str(out)]
-    assert main([*argv, *(["--check"] if check else [])]) == code
+    assert main([*argv, "--no-depth", *(["--check"] if check else [])]) == code
     verdicts = [t["passed"] for t in json.loads(out.read_text())["targets"]]
     assert (False in verdicts) == fail_one  # the report says which target failed
 
@@ -452,6 +472,7 @@ def test_demo_workload_runs_the_shipped_trained_weights() -> None:
         paste_sizes=((32, 24),),
         paste_detections=2,
         weights="none",
+        depth=False,
     )
     report = bench.run_benchmark(options)
     (case,) = report["cases"]

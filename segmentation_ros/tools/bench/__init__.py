@@ -29,6 +29,11 @@ Tracking (``tracking``, always on the CPU): one frame's :meth:`Tracker.update` a
 boxes on a 640x480 frame, 30 Hz of header time, with its latency percentiles and the share of
 detections that keep their id from one frame to the next.
 
+Depth (``depth``; ``--no-depth`` skips it): the node core with the demo panoptic models on a rendered
+640x480 frame and its exact depth, without depth, with depth and only ``detections_3d`` (the lazy
+``points`` and ``markers`` unsubscribed) and with every 3D output, interleaved; ``added_fraction``
+is what depth adds to the frame's median latency (target: at most 10 %).
+
 Ratios: ``overhead_ratio`` = ours / forward (median step time), ``speedup_vs_naive`` = naive / ours,
 ``multicam_speedup`` = separate / batched, ``paste_speedup`` = torchvision's
 ``paste_masks_in_image`` / :func:`paste_masks` at the same boxes.
@@ -47,7 +52,7 @@ Modules:
 - :mod:`.measure`: warming up, interleaved timing, latency percentiles and peak memory of variants.
 - :mod:`.paths`: the three paths as variants: ours, forward and the naive node.
 - :mod:`.cases`: one case's variants measured together with their ratios; the mask-paste comparison;
-  the tracking cost.
+  the tracking cost; the depth fusion cost.
 - :mod:`.report`: :func:`run_benchmark`: the machine, the definitions, every case, the targets.
 - :mod:`.targets`: the targets judged for the device measured.
 - :mod:`.output`: the report as plain-text and Markdown tables.
@@ -58,7 +63,12 @@ from segmentation_ros.tools.bench.command import add_subcommand, options_from_ar
 from segmentation_ros.tools.bench.measure import AUTO_MAX_ITERS, AUTO_RUN_S
 from segmentation_ros.tools.bench.output import format_markdown, format_table
 from segmentation_ros.tools.bench.report import DEFINITIONS, machine_info, run_benchmark
-from segmentation_ros.tools.bench.targets import FPS_TARGETS, TRACKING_TARGET_MS, judge_targets
+from segmentation_ros.tools.bench.targets import (
+    DEPTH_TARGET_FRACTION,
+    FPS_TARGETS,
+    TRACKING_TARGET_MS,
+    judge_targets,
+)
 from segmentation_ros.tools.bench.workloads import (
     WORKLOADS,
     BenchOptions,
@@ -88,6 +98,7 @@ __all__ = [
     "DEFINITIONS",
     "FPS_TARGETS",
     "TRACKING_TARGET_MS",
+    "DEPTH_TARGET_FRACTION",
     "machine_info",
     "options_from_args",
 ]

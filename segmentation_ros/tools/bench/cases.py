@@ -1,5 +1,5 @@
 """Cases: one case's variants (naive, ours and forward at each precision) measured together, with
-their ratios; the mask-paste comparison; the tracking cost."""
+their ratios; the mask-paste comparison; the tracking cost; the depth fusion cost."""
 
 from __future__ import annotations
 
@@ -261,4 +261,84 @@ def _tracking_case(options: BenchOptions) -> dict[str, Any]:
         "step_ms": measured["step_ms"],
         "latency_ms": measured["latency_ms"],
         "id_continuity": round(state["kept"] / state["compared"], 5) if state["compared"] else None,
+    }
+
+
+#: The depth case's camera size: an RGB-D camera's usual aligned stream.
+DEPTH_SIZE = (640, 480)
+
+
+def _depth_case(options: BenchOptions, device: torch.device) -> dict[str, Any]:
+    """What depth fusion adds to a frame: the node core with the demo panoptic models on a rendered
+    640x480 frame with its exact depth, without depth, with depth (3D detections only: the lazy
+    ``points`` and ``markers`` unsubscribed), and with every 3D output subscribed; interleaved."""
+    from segmentation_ros.ros.conversions import numpy_to_image
+    from segmentation_ros.ros.messages import RosbagsFactory, make_header
+    from segmentation_ros.ros.node_core import Frame, SegmentationCore
+    from segmentation_ros.tools.synthetic import generate_scene
+
+    width, height = DEPTH_SIZE
+    scene = generate_scene(options.seed, width, height, split="test", index=0)
+    factory = RosbagsFactory("jazzy")
+    params = {
+        "task": "panoptic",
+        "semantic_model": "shapes_lraspp",
+        "instance_model": "shapes_maskrcnn",
+        "semantic_weights": "DEFAULT",
+        "instance_weights": "DEFAULT",
+        "device": str(device),
+        "stuff_area_threshold": 512,
+    }
+    plain = SegmentationCore(params, factory)
+    fused = SegmentationCore({**params, "depth": True}, factory)
+    cores = [plain, fused]
+    for core in cores:
+        core.configure()
+    header = make_header(factory, 1_700_000_000_000_000_000, "camera_optical_frame")
+    image = numpy_to_image(scene.image, "rgb8", header, factory)
+    depth = numpy_to_image(
+        np.where(np.isfinite(scene.depth), scene.depth, np.nan).astype(np.float32), "32FC1", header, factory
+    )
+    k = scene.intrinsics
+    info = factory.new(
+        "sensor_msgs/msg/CameraInfo", header=header, height=height, width=width, k=list(k.k), p=list(k.p)
+    )
+    models = [m.module for m in (fused.engine.semantic_model, fused.engine.instance_model) if m is not None]  # type: ignore[union-attr]
+    found = {"objects": 0, "points": 0}
+
+    def variant(name: str, core: Any, with_depth: bool, subscribed: Any) -> _Variant:
+        def step() -> int:
+            if with_depth:
+                core.receive_depth("", depth)
+            outputs = core.process([Frame("", image, info)], subscribed)
+            for o in outputs:
+                if o.topic == "detections_3d":
+                    found["objects"] = len(o.msg.detections)
+                elif o.topic == "points":
+                    found["points"] = int(o.msg.width)
+            return _count_detections(outputs)
+
+        return _Variant(name, step, 1, models)
+
+    variants = [
+        variant("panoptic", plain, False, lambda topic: False),
+        variant("panoptic_depth", fused, True, lambda topic: False),
+        variant("panoptic_depth_all_3d", fused, True, lambda topic: topic in ("points", "markers")),
+    ]
+    measured = _measure(variants, dataclasses.replace(options, iters=options.iters or 10), device)
+    for core in cores:
+        core.cleanup()
+    base = measured["panoptic"]["latency_ms"]["p50"]
+
+    def added(name: str) -> float | None:
+        return round(measured[name]["latency_ms"]["p50"] / base - 1.0, 4) if base else None
+
+    return {
+        "width": width,
+        "height": height,
+        "variants": {name: {"latency_ms": v["latency_ms"]} for name, v in measured.items()},
+        "objects_3d": found["objects"],
+        "points": found["points"],
+        "added_fraction": added("panoptic_depth"),
+        "added_fraction_all_3d": added("panoptic_depth_all_3d"),
     }

@@ -86,6 +86,7 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument(
         "--tracking-detections", type=int, help="moving boxes per frame in the tracking case (default 100)"
     )
+    p.add_argument("--no-depth", action="store_true", help="skip the depth fusion case")
     p.add_argument("--weights", default="none", help="weights for every model (default: none = random)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -121,6 +122,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     }
     options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
     options.native = not args.no_native
+    options.depth = not args.no_depth
     options.weights = args.weights
     options.seed = args.seed
     return options

@@ -52,6 +52,35 @@ def _continuity(tracking: dict[str, Any]) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _depth_cells(depth: dict[str, Any]) -> list[str]:
+    v = depth["variants"]
+
+    def ms(name: str) -> str:
+        return f"{v[name]['latency_ms']['p50']:.1f}"
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:+.1%}"
+
+    return [
+        f"{depth['width']}x{depth['height']}",
+        ms("panoptic"),
+        ms("panoptic_depth"),
+        ms("panoptic_depth_all_3d"),
+        pct(depth["added_fraction"]),
+        pct(depth["added_fraction_all_3d"]),
+        str(depth["objects_3d"]),
+        str(depth["points"]),
+    ]
+
+
+def _depth_line(depth: dict[str, Any]) -> str:
+    size, base, fused, full, added, added_all, objects, points = _depth_cells(depth)
+    return (
+        f"{size}: panoptic {base} ms, with depth {fused} ms ({added}), with points and markers {full} ms "
+        f"({added_all}); {objects} 3D objects, {points} points"
+    )
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as plain-text tables: cases, mask paste, tracking, targets."""
     rows = _rows(report)
@@ -85,6 +114,11 @@ def format_table(report: dict[str, Any]) -> str:
             f"p50 {tracking['latency_ms']['p50']:.3f} ms, p99 {tracking['latency_ms']['p99']:.3f} ms, "
             f"id continuity {_continuity(tracking)}"
         )
+    depth = report.get("depth")
+    if depth is not None:
+        out.append("")
+        out.append("depth fusion (node core, demo panoptic models, median frame latency)")
+        out.append("  " + _depth_line(depth))
     out.append("")
     out.append("targets")
     out += ["  " + s for s in _target_lines(report)]
@@ -113,6 +147,14 @@ def format_markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
             f"| {tracking['width']}x{tracking['height']} | {tracking['detections']} | "
             f"{tracking['latency_ms']['p50']:.3f} | {tracking['latency_ms']['p99']:.3f} | {_continuity(tracking)} |",
+        ]
+    depth = report.get("depth")
+    if depth is not None:
+        out += [
+            "",
+            "| depth fusion | panoptic ms | + depth ms | + all 3D ms | added | added, all 3D | 3D objects | points |",
+            "|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(_depth_cells(depth)) + " |",
         ]
     out += [
         "",

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from segmentation_ros.tools.bench.cases import _paste_case, _run_case, _tracking_case
+from segmentation_ros.tools.bench.cases import _depth_case, _paste_case, _run_case, _tracking_case
 from segmentation_ros.tools.bench.targets import judge_targets
 from segmentation_ros.tools.bench.workloads import BenchOptions
 
@@ -67,6 +67,9 @@ DEFINITIONS = {
     "tracking": "one frame's Tracker.update + apply_track_ids (instance id map, ids, panoptic) on the CPU, "
     "tracking_detections moving boxes at 640x480 and 30 Hz of header time; latency_ms per frame, id_continuity "
     "the share of detections keeping the previous frame's id",
+    "depth": "the node core (demo panoptic models, 640x480 rendered frame with its exact depth) without depth, "
+    "with depth and only detections_3d (points and markers unsubscribed, as lazy outputs are), and with every 3D "
+    "output; added_fraction = panoptic_depth / panoptic - 1, median latency",
     "step_ms": "median over timed runs of the mean step time (one step = every camera of the case)",
     "latency_ms": "percentiles of single steps over all timed runs",
     "peak_gpu_mb": "the variant's model weights + most allocated on top of what was allocated before it ran "
@@ -138,6 +141,9 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
         report["paste"].append(_paste_case(width, height, options, device))
     say(f"tracking, {options.tracking_detections} detections")
     report["tracking"] = _tracking_case(options)
+    if options.depth:
+        say("depth fusion, 640x480, demo panoptic models")
+        report["depth"] = _depth_case(options, device)
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["machine"]["process_max_rss_mb"] = round(

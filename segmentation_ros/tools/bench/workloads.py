@@ -93,6 +93,7 @@ class BenchOptions:
         paste_detections: masks per frame in the mask-paste comparison.
         paste_sizes: (width, height) of the paste comparison (default: the cases' sizes).
         tracking_detections: moving boxes per frame in the tracking case (640x480).
+        depth: run the depth fusion case (the demo panoptic models at 640x480 with and without depth).
         weights: model weights for every model ("none" = random initialisation, never downloads).
         seed: weights, frames and paste inputs.
     """
@@ -111,6 +112,7 @@ class BenchOptions:
     paste_detections: int = 100
     paste_sizes: tuple[tuple[int, int], ...] = ()
     tracking_detections: int = 100
+    depth: bool = True
     weights: str = "none"
     seed: int = 0
     label: str = ""  # "quick", "full" or "custom", recorded in the report
