@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from segmentation_ros.engine.masks import bincount, boxes_from_masks, paint_instance_ids, paste_masks
@@ -315,3 +317,46 @@ def test_bincount_is_torch_bincount() -> None:
     sums = bincount(values, 3, weights=weights)  # minlength below the largest value + 1: grows
     assert sums.dtype == torch.float32 and sums.shape == (9,)
     torch.testing.assert_close(sums, torch.bincount(values.reshape(-1).long(), weights.reshape(-1), 3))
+
+
+# ---- thresholds decided exactly -----------------------------------------------------------------
+def _float32_around(threshold: float) -> list[np.float32]:
+    """The float32 values that straddle ``threshold``: float32(threshold) and its two neighbours."""
+    at = np.float32(threshold)
+    return [np.nextafter(at, np.float32(-1)), at, np.nextafter(at, np.float32(2))]
+
+
+TWO_DIGIT_THRESHOLDS = [j / 100 for j in range(1, 100)]
+
+
+@pytest.mark.parametrize("path", ["cpu", "device"])
+def test_mask_threshold_is_decided_in_float64_on_both_paths(path: str) -> None:
+    """A pixel is inside when float64(p) > mask_threshold; a float32 comparison with float32(0.1)
+    rounded up would leave p = float32(0.1) > 0.1 out. A 28x28 mask over a 28x28 box puts every
+    cell's probability on one pixel unchanged, so the pasted values are exactly the chosen ones."""
+    from segmentation_ros.engine.masks import _paste_whole
+
+    paste = paste_masks if path == "cpu" else _paste_whole
+    box = torch.tensor([[0.0, 0.0, 28.0, 28.0]])
+    for threshold in [*TWO_DIGIT_THRESHOLDS, 0.0, 1.0]:
+        values = torch.tensor(_float32_around(threshold) + [np.float32(0), np.float32(1)])
+        mask = torch.zeros(1, 28, 28)
+        mask[0, 0, : len(values)] = values
+        pasted = paste(mask, box, 28, 28, threshold)[0, 0, : len(values)]
+        expected = [float(v) > threshold for v in values.tolist()]
+        assert pasted.tolist() == expected, f"threshold {threshold}: values {values.tolist()}"
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    st.floats(0.0, 1.0, width=32),
+    st.floats(0.0, 1.0),
+    st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]),
+)
+def test_exceeds_is_the_float64_comparison(value: float, threshold: float, dtype: torch.dtype) -> None:
+    from segmentation_ros.engine.masks import exceeds
+
+    values = torch.tensor([value, threshold, float(np.float32(threshold))], dtype=torch.float64).to(dtype)
+    exact = values.double()
+    assert exceeds(values, threshold).tolist() == (exact > threshold).tolist()
+    assert exceeds(values, threshold, inclusive=True).tolist() == (exact >= threshold).tolist()

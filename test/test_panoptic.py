@@ -7,7 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from segmentation_ros.engine import panoptic
 from segmentation_ros.engine.labels import LabelClass, LabelSet, get_label_set
 from segmentation_ros.engine.panoptic import (
     decode_panoptic,
@@ -298,9 +301,81 @@ def test_cpu_region_claiming_equals_the_device_loop(seed: int) -> None:
     scores = torch.rand(n, generator=g)
     scores[3] = scores[5]  # a tie: the stable sort decides
     order = torch.argsort(scores, descending=True, stable=True)
+    eligible = scores[order] >= 0.2
     for overlap in (0.0, 0.3, 0.7, 1.0):
-        claimed, keep = _claim_in_regions(masks, order, scores[order], 0.2, overlap)
-        reference_claimed, reference_keep = _claim(masks[order], scores[order], 0.2, overlap)
+        claimed, keep = _claim_in_regions(masks, order, eligible, overlap)
+        reference_claimed, reference_keep = _claim(masks[order], eligible, overlap)
         assert torch.equal(keep, reference_keep)
         assert torch.equal(claimed, reference_claimed)
         assert 0 < int(keep.sum()) < n
+
+
+# ---- thresholds decided exactly, the same on both claiming paths ----------------------------------
+def _device_claiming(masks, order, *rest):
+    """In place of the CPU's _claim_in_regions: the device path's _claim, same arguments."""
+    return panoptic._claim(masks[order], *rest)
+
+
+@pytest.fixture(params=["cpu", "device"])
+def claiming_path(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """fuse_panoptic on the CPU claims per mask region; "device" swaps in the device path's
+    whole-image loop (plain torch, so it runs here) for the same call."""
+    if request.param == "device":
+        monkeypatch.setattr(panoptic, "_claim_in_regions", _device_claiming)
+    return request.param
+
+
+def _float32_around(threshold: float) -> list[float]:
+    """float32(threshold) and its two float32 neighbours, as Python floats (exact)."""
+    at = np.float32(threshold)
+    return [float(v) for v in (np.nextafter(at, np.float32(-1)), at, np.nextafter(at, np.float32(2)))]
+
+
+def test_score_threshold_is_decided_in_float64(claiming_path: str) -> None:
+    """Every two-digit threshold against the float32 scores that straddle it: a score s passes when
+    float64(s) >= t. (Compared in float32, 0.69999998808 = float32(0.7) passed 0.7.)"""
+    semantic = torch.zeros(H, W, dtype=torch.int64)
+    for j in range(0, 101):
+        threshold = j / 100
+        scores = _float32_around(threshold)
+        masks = [rows(0, 3), rows(3, 6), rows(6, 9)]
+        fusion = fuse(semantic, masks, scores, [1, 2, 3], score_threshold=threshold)
+        expected = sorted((i for i, s in enumerate(scores) if s >= threshold), key=lambda i: -scores[i])
+        assert fusion.kept.tolist() == expected, f"threshold {threshold}, scores {scores}"
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(score=st.floats(0.0, 1.0, width=32), threshold=st.floats(0.0, 1.0))
+def test_score_threshold_matches_float64_for_any_score(score: float, threshold: float) -> None:
+    semantic = torch.zeros(H, W, dtype=torch.int64)
+    for path in ("cpu", "device"):
+        with pytest.MonkeyPatch.context() as patch:
+            if path == "device":
+                patch.setattr(panoptic, "_claim_in_regions", _device_claiming)
+            fusion = fuse(semantic, [rows(0, 3)], [score], [1], score_threshold=threshold)
+        assert fusion.kept.tolist() == ([0] if score >= threshold else []), path
+
+
+def test_overlap_threshold_is_the_float64_fraction(claiming_path: str) -> None:
+    """Every fraction k/100 against the two-digit thresholds next to it: an instance of 100 pixels
+    with k of them already claimed is kept exactly when k / 100 <= t, that is k <= j for t = j / 100
+    (and k < 100: it must keep a pixel). ``claimed <= t * area`` rounded 0.29 * 100 below 29 on the
+    CPU and computed in float32 on the device: each dropped some instances claimed at exactly t.
+
+    Each pair in its own 10x10 block: instance B_k (all 100 pixels, score 0.5) under instance A_k
+    (its first k pixels, score 0.9)."""
+    semantic = torch.zeros(10, 30, dtype=torch.int64)
+    for j in range(101):
+        threshold = j / 100
+        fractions = [k for k in (j - 1, j, j + 1) if 0 <= k <= 100]
+        masks = torch.zeros(2 * len(fractions), 10, 30, dtype=torch.bool)
+        for n, k in enumerate(fractions):
+            masks[n, :, 10 * n : 10 * n + 10] = (torch.arange(100) < k).view(10, 10)  # A_k
+            masks[len(fractions) + n, :, 10 * n : 10 * n + 10] = True  # B_k
+        scores = torch.tensor([0.9] * len(fractions) + [0.5] * len(fractions))
+        classes = torch.ones(len(scores), dtype=torch.int64)
+        fusion = fuse_panoptic(semantic, masks, scores, classes, STUFF_MAP, overlap_threshold=threshold)
+        kept = set(fusion.kept.tolist())
+        got = [k for n, k in enumerate(fractions) if len(fractions) + n in kept]
+        assert got == [k for k in fractions if k <= j and k < 100], f"threshold {threshold}"
+        assert [k for n, k in enumerate(fractions) if n in kept] == [k for k in fractions if k > 0]

@@ -6,6 +6,10 @@ full-image float allocation per box). Here bilinear resampling is done as what i
 each pasted mask is ``Ry @ mask @ Rx.T`` with small interpolation matrices. On CUDA that is two
 batched matmuls over the whole image and no step reads a value back to the host; on the CPU each
 mask is resampled over its own box region only.
+
+Thresholds mean exactly what they say: a value passes ``threshold`` when its float64 value does
+(:func:`exceeds`), whatever precision it was computed in; a float32 threshold rounded from the
+float64 one would let a probability of 0.69999998808 pass 0.7.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["paste_masks", "paint_instance_ids", "mask_extents", "boxes_from_masks", "bincount", "lookup"]
+__all__ = [
+    "paste_masks",
+    "paint_instance_ids",
+    "mask_extents",
+    "boxes_from_masks",
+    "bincount",
+    "lookup",
+    "exceeds",
+    "float32_cutoff",
+]
 
 _workspace = threading.local()
 
@@ -39,6 +52,38 @@ def _scratch(numel: int) -> torch.Tensor:
         with torch.inference_mode(False):  # a normal tensor: writable inside and outside inference mode
             buffer = _workspace.buffer = torch.empty(numel)
     return buffer[:numel]
+
+
+def float32_cutoff(threshold: float, *, inclusive: bool = False) -> np.float32:
+    """The float32 ``c`` that decides a float64 threshold exactly for float32 values: for every
+    float32 ``x``, ``x >= c`` (``inclusive``) or ``x > c`` (not) evaluated in float32 is
+    ``float64(x) >= threshold`` or ``float64(x) > threshold``.
+
+    ``c`` is the smallest float32 at least ``threshold`` (``inclusive``), or the largest at most it.
+    (``float32(threshold)`` instead is wrong whenever it rounds the wrong way: up for 0.1, so
+    ``x = float32(0.1)`` fails ``x >= 0.1``; down for 0.7, so ``x = float32(0.7)`` passes it.)
+    """
+    threshold = float(threshold)
+    cutoff = np.float32(threshold)
+    if inclusive and float(cutoff) < threshold:
+        cutoff = np.nextafter(cutoff, np.float32(np.inf))
+    elif not inclusive and float(cutoff) > threshold:
+        cutoff = np.nextafter(cutoff, np.float32(-np.inf))
+    return cutoff
+
+
+def exceeds(values: torch.Tensor, threshold: float, *, inclusive: bool = False) -> torch.Tensor:
+    """``values > threshold`` (``>=`` when ``inclusive``) decided as in float64, for values of any
+    float dtype, without a float64 copy of float32 (or narrower) data (:func:`float32_cutoff`).
+
+    Returns:
+        bool tensor of ``values``' shape, on their device.
+    """
+    if values.dtype == torch.float64:
+        return values >= threshold if inclusive else values > threshold
+    # float16/bfloat16 -> float32 is exact, and a float32 cutoff is exact as a float32 scalar
+    cutoff = float(float32_cutoff(threshold, inclusive=inclusive))
+    return values.float() >= cutoff if inclusive else values.float() > cutoff
 
 
 def _tent_weights(
@@ -100,7 +145,8 @@ def paste_masks(
         masks: (N, M, M) or (N, 1, M, M) float mask probabilities in box coordinates.
         boxes: (N, 4) float boxes ``x1, y1, x2, y2`` in image pixels.
         height, width: image size.
-        threshold: probability above which a pixel belongs to the mask.
+        threshold: probability above which a pixel belongs to the mask: a pixel whose resampled
+            (float32) probability ``p`` has ``float64(p) > threshold`` (:func:`exceeds`).
 
     Returns:
         (N, height, width) bool masks on the masks' device.
@@ -124,7 +170,7 @@ def _paste_whole(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: i
     start = torch.zeros(n, dtype=torch.long, device=masks.device)
     rx = _tent_weights(start, width, boxes[:, 0], boxes[:, 2], mw)  # (N, W, mw)
     ry = _tent_weights(start, height, boxes[:, 1], boxes[:, 3], mh)  # (N, H, mh)
-    return torch.bmm(torch.bmm(ry, masks), rx.transpose(1, 2)) > threshold
+    return exceeds(torch.bmm(torch.bmm(ry, masks), rx.transpose(1, 2)), threshold)
 
 
 def _paste_windows(
@@ -144,6 +190,7 @@ def _paste_windows(
     rx = _tent_weights(regions[:, 0], span_x, boxes[:, 0], boxes[:, 2], mw, buffer_x).numpy()  # (N, W', mw)
     ry = _tent_weights(regions[:, 1], span_y, boxes[:, 1], boxes[:, 3], mh, buffer_y).numpy()  # (N, H', mh)
     probabilities = masks.numpy()
+    cutoff = float32_cutoff(threshold)  # numpy compares float32 windows in float32: exact with it
     # calloc'd zeros: fresh pages from the OS are zero already and pages no box reaches are never
     # touched (torch.zeros writes all N*H*W bytes).
     out = np.zeros((n, height, width), dtype=np.bool_)
@@ -156,7 +203,7 @@ def _paste_windows(
                 wy, wx = ry[k, : y1 - y0], rx[k, : x1 - x0].T
                 # (h, m) @ (m, m) @ (m, w): the cheaper association first.
                 window = (wy @ probabilities[k]) @ wx if y1 - y0 < x1 - x0 else wy @ (probabilities[k] @ wx)
-                np.greater(window, threshold, out=out[k, y0:y1, x0:x1])
+                np.greater(window, cutoff, out=out[k, y0:y1, x0:x1])
     return torch.from_numpy(out)
 
 

@@ -3,6 +3,12 @@
 :func:`fuse_panoptic` merges one frame's instance predictions with a semantic map: instances in
 descending score order claim pixels, stuff classes fill what is left. Every threshold is an
 argument; nothing is read from a model or a global.
+
+Both claiming paths (the CPU one per mask region, the device one over whole images) decide with the
+same exact rules, in double precision: a score passes when its float64 value is at least
+``score_threshold`` (:func:`~segmentation_ros.engine.masks.exceeds`), and an instance's claimed
+fraction is ``claimed / area`` divided in float64 (correctly rounded), so a two-digit threshold
+decides like its decimal: 0.29 keeps an instance claimed at exactly 29 of its 100 pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from segmentation_ros.engine.masks import bincount, boxes_from_masks, lookup, mask_extents
+from segmentation_ros.engine.masks import bincount, boxes_from_masks, exceeds, lookup, mask_extents
 
 __all__ = [
     "Segment",
@@ -71,19 +77,22 @@ def fuse_panoptic(
 
     Instances are taken in descending score order; one scoring below ``score_threshold`` is dropped;
     one whose mask lies on already-claimed pixels for more than ``overlap_threshold`` of its area is
-    dropped, otherwise it claims only its unclaimed pixels. Then each stuff class of the semantic
-    map fills the still-unclaimed pixels it labels, unless that leaves it fewer than
+    dropped, otherwise it claims only its unclaimed pixels. Both are decided in float64, exactly:
+    a score ``s`` passes when ``float64(s) >= score_threshold``; an instance of ``area`` pixels,
+    ``claimed`` of them already taken, is dropped when ``claimed / area`` (divided in float64)
+    ``> overlap_threshold``, so 29 of 100 pixels pass 0.29 and 30 do not. Then each stuff class of
+    the semantic map fills the still-unclaimed pixels it labels, unless that leaves it fewer than
     ``stuff_area_threshold`` pixels. Pixels left over are void (segment id 0).
 
     Args:
         semantic: (H, W) integer class ids in the semantic model's label space.
         masks: (N, H, W) bool instance masks.
-        scores: (N,) float instance scores.
+        scores: (N,) float instance scores (any float dtype; compared exactly as float64).
         classes: (N,) int64 instance class ids, already in the panoptic label space.
         stuff_map: (C,) int64 lookup, semantic class id -> panoptic stuff class id, or -1 where the
             semantic class is not stuff (things, void). C must exceed every id in ``semantic``.
-        score_threshold: minimum instance score.
-        overlap_threshold: maximum fraction of an instance's area already claimed.
+        score_threshold: minimum instance score (inclusive).
+        overlap_threshold: maximum fraction of an instance's area already claimed (inclusive).
         stuff_area_threshold: minimum pixels of a stuff segment.
         semantic_confidence: optional (H, W) confidence in [0, 1] (float) or [0, 255] (uint8),
             averaged into the stuff segments' scores (1.0 without it).
@@ -98,10 +107,11 @@ def fuse_panoptic(
     device = semantic.device
     order = torch.argsort(scores, descending=True, stable=True)
     scores, classes = scores[order], classes[order]
+    eligible = exceeds(scores, score_threshold, inclusive=True)  # one score rule for both paths
     if device.type == "cpu":
-        claimed, keep = _claim_in_regions(masks, order, scores, score_threshold, overlap_threshold)
+        claimed, keep = _claim_in_regions(masks, order, eligible, overlap_threshold)
     else:
-        claimed, keep = _claim(masks[order], scores, score_threshold, overlap_threshold)
+        claimed, keep = _claim(masks[order], eligible, overlap_threshold)
     n = masks.shape[0]
 
     # Stuff fills what no kept instance claimed; counted per semantic class (ids < len(stuff_map)).
@@ -161,10 +171,27 @@ def fuse_panoptic(
     return PanopticFusion(segment_ids=segment_ids, kept=kept, instance_ids=instance_ids, segments=segments)
 
 
+def _within_overlap(
+    claimed: int | torch.Tensor, area: int | torch.Tensor, overlap_threshold: float
+) -> bool | torch.Tensor:
+    """The overlap rule of both claiming paths: ``claimed / area <= overlap_threshold`` with the
+    division in float64, correctly rounded (Python's int division and IEEE float64 division both
+    are), never ``claimed <= overlap_threshold * area``, whose product rounds (0.29 * 100 < 29).
+    Python ints on the CPU path, 0-d integer tensors on the device path."""
+    if isinstance(claimed, torch.Tensor):
+        return claimed.double() / torch.as_tensor(area).double() <= overlap_threshold
+    return claimed / area <= overlap_threshold
+
+
 def _claim(
-    masks: torch.Tensor, scores: torch.Tensor, score_threshold: float, overlap_threshold: float
+    masks: torch.Tensor, eligible: torch.Tensor, overlap_threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy claiming on the device, masks in score order: no value is read back to the host.
+
+    Args:
+        masks: (N, H, W) bool, sorted by descending score.
+        eligible: (N,) bool, which of the sorted instances pass the score threshold.
+        overlap_threshold: see :func:`_within_overlap`.
 
     Returns:
         claimed: (H, W) int32, the sorted slot + 1 of the instance owning each pixel, 0 = none.
@@ -177,25 +204,25 @@ def _claim(
         free = mask & (claimed == 0)
         area = mask.sum()
         free_area = free.sum()
-        ok = (scores[k] >= score_threshold) & (free_area > 0) & ((area - free_area) <= overlap_threshold * area)
+        ok = eligible[k] & (free_area > 0) & _within_overlap(area - free_area, area, overlap_threshold)
         claimed = torch.where(free & ok, k + 1, claimed)
         keep[k] = ok
     return claimed, keep
 
 
 def _claim_in_regions(
-    masks: torch.Tensor, order: torch.Tensor, scores: torch.Tensor, score_threshold: float, overlap_threshold: float
+    masks: torch.Tensor, order: torch.Tensor, eligible: torch.Tensor, overlap_threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_claim` on the CPU: each instance touches only the rows and columns its mask covers
     (a sync is free here, and a mask is a small part of the image), with numpy's cheap calls.
-    ``masks`` are in input order; ``order`` sorts them and ``scores`` are sorted."""
+    ``masks`` are in input order; ``order`` sorts them and ``eligible`` is in sorted order."""
     n, height, width = masks.shape
     masks = masks if masks.dtype == torch.bool else masks.ne(0)
     regions = mask_extents(masks)
     masks_np = masks.numpy()
     claimed = np.zeros((height, width), np.int32)
     keep = np.zeros(n, np.bool_)
-    allowed = (scores >= score_threshold).tolist()
+    allowed = eligible.tolist()
     for k, index in enumerate(order.tolist()):
         top, bottom, left, right = regions[index]
         mask = masks_np[index, top:bottom, left:right]
@@ -205,7 +232,7 @@ def _claim_in_regions(
         owner = claimed[top:bottom, left:right]
         free = mask & (owner == 0)
         free_area = np.count_nonzero(free)
-        if free_area > 0 and area - free_area <= overlap_threshold * area:
+        if free_area > 0 and _within_overlap(area - free_area, area, overlap_threshold):
             owner[free] = k + 1
             keep[k] = True
     return torch.from_numpy(claimed), torch.from_numpy(keep)

@@ -30,7 +30,14 @@ from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
 
 from segmentation_ros.engine.cuda_graphs import GraphedCallable
 from segmentation_ros.engine.labels import LabelClass, LabelSet
-from segmentation_ros.engine.masks import bincount, lookup, paint_instance_ids, paste_masks
+from segmentation_ros.engine.masks import (
+    bincount,
+    exceeds,
+    float32_cutoff,
+    lookup,
+    paint_instance_ids,
+    paste_masks,
+)
 from segmentation_ros.engine.panoptic import encode_panoptic, fuse_panoptic
 from segmentation_ros.engine.registry import LoadedModel, build_model, get_model_entry
 from segmentation_ros.engine.results import InstanceResult, PanopticResult, Segmentation, SemanticResult
@@ -47,6 +54,9 @@ __all__ = [
     "RUNTIME_PARAMETERS",
     "upsampled_argmax",
     "CPU_BATCH_PIXELS",
+    "MIN_FRAME_SIDE",
+    "MAX_ASPECT_RATIO",
+    "MAX_NETWORK_SIDE",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,20 @@ log = logging.getLogger(__name__)
 #: 320x240: 1.0-1.4x; a small network at its own 224x168 input: 1.6x): the activations of a large
 #: batch outgrow the caches. A GPU takes every frame of a size in one pass.
 CPU_BATCH_PIXELS = 4 * 320 * 240
+
+#: A frame's shorter side must be at least this many pixels (:func:`validate_frame`): below it
+#: there is nothing to segment, and resizing the short side to a network's input size (168 px for
+#: the demo models, 800 for Mask R-CNN) would multiply the pixels by its square.
+MIN_FRAME_SIDE = 16
+#: A frame's longer side may be at most this many times its shorter side (:func:`validate_frame`):
+#: 8:1 holds four 16:9 cameras side by side; a line-scan strip is not an image to segment.
+MAX_ASPECT_RATIO = 8
+#: No side of any network input exceeds this many pixels, whatever the frame and the sizes
+#: configured: the engine's resizing, like torchvision's ``GeneralizedRCNNTransform``, scales the
+#: short side to its target unless that makes the long side longer than its cap (the node's size
+#: parameters stop at the same 4096). With :data:`MAX_ASPECT_RATIO` it bounds a forward pass's
+#: input at 4096 x 4096 pixels per frame.
+MAX_NETWORK_SIDE = 4096
 
 TASKS = ("semantic", "instance", "panoptic")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -78,23 +102,34 @@ class EngineConfig:
         semantic_labels, instance_labels: label set override for weights that carry none.
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         precision: "fp32", or "fp16"/"bf16" autocast on CUDA (CPU stays fp32).
-        score_threshold: minimum instance score (detections and fusion).
-        mask_threshold: mask probability that counts as inside.
-        overlap_threshold: panoptic fusion: maximum claimed fraction of an instance.
+        score_threshold: minimum instance score (detections and fusion), inclusive: a score ``s``
+            passes when ``float64(s) >= score_threshold`` (never a float32-rounded threshold).
+        mask_threshold: mask probability above which a pixel is inside: ``float64(p) >
+            mask_threshold`` for the pasted (float32) probability ``p``.
+        overlap_threshold: panoptic fusion: maximum claimed fraction of an instance, inclusive,
+            the fraction divided in float64 (29 of 100 pixels pass 0.29; see :func:`fuse_panoptic`).
         stuff_area_threshold: panoptic fusion: minimum stuff segment area in pixels.
         max_detections: instances per frame at most.
         label_divisor: panoptic encoding ``class * label_divisor + instance``.
         classes: keep only instances of these class ids (empty: all).
-        instance_min_size, instance_max_size: Mask R-CNN input resize; -1 takes the model's own
-            (torchvision's: 800, 1333; the demo models': their training size); ``instance_min_size=0``
-            runs at the camera's native resolution.
+        instance_min_size, instance_max_size: Mask R-CNN input resize, as torchvision's: the short
+            side becomes ``instance_min_size`` unless that makes the long side exceed
+            ``instance_max_size``; -1 takes the model's own (torchvision's: 800, 1333; the demo
+            models': their training size); ``instance_min_size=0`` runs at the camera's native
+            resolution, shrunk only to an ``instance_max_size`` that is set. Both at most
+            :data:`MAX_NETWORK_SIDE`.
         semantic_input_size: shorter side the semantic network sees; 0 runs at the camera's
             resolution, -1 takes the model's own (registry ``input_size``: 0 for torchvision's,
-            the training size for the demo models).
+            the training size for the demo models). At most :data:`MAX_NETWORK_SIDE`.
         channels_last: NHWC memory format on CUDA (faster convolutions on tensor cores).
         cuda_graphs: replay the fixed-shape parts (whole semantic network; Mask R-CNN backbone,
             FPN and RPN head) as CUDA graphs, captured once per input shape (CUDA only).
         offline: never download weights (None: ``SEGMENTATION_ROS_OFFLINE``).
+
+    Frame geometry: every frame is checked by :func:`validate_frame` (sides at least
+    :data:`MIN_FRAME_SIDE`, aspect ratio at most :data:`MAX_ASPECT_RATIO`), and no network input
+    side exceeds :data:`MAX_NETWORK_SIDE` (the long side is capped, the short side follows), so any
+    accepted frame costs at most a 4096 x 4096 forward pass per network.
     """
 
     task: str = "semantic"
@@ -146,6 +181,12 @@ class EngineConfig:
             )
         if self.semantic_input_size < -1:
             raise ValueError(f"semantic_input_size must be >= -1, got {self.semantic_input_size}")
+        for name in ("instance_min_size", "instance_max_size", "semantic_input_size"):
+            if getattr(self, name) > MAX_NETWORK_SIDE:
+                raise ValueError(
+                    f"{name} must be at most {MAX_NETWORK_SIDE} (MAX_NETWORK_SIDE, the largest network "
+                    f"input side), got {getattr(self, name)}"
+                )
         if self.task in ("semantic", "panoptic") and get_model_entry(self.semantic_model).task != "semantic":
             raise ValueError(f"semantic_model {self.semantic_model!r} is not a semantic model")
         if self.task in ("instance", "panoptic") and get_model_entry(self.instance_model).task != "instance":
@@ -178,10 +219,18 @@ def resolve_device(spec: str) -> torch.device:
 def validate_frame(frame: object, index: int = 0) -> np.ndarray:
     """Check one camera frame; return it as (H, W) or (H, W, 3) uint8.
 
-    Accepts (H, W), (H, W, 1) and (H, W, 3) uint8 arrays, non-contiguous or read-only ones too.
+    The one per-frame check of an input image: what it accepts, the engine segments at a bounded
+    cost; what it refuses raises ``ValueError`` naming the frame (``index``) and the reason.
+    Accepts (H, W), (H, W, 1) and (H, W, 3) uint8 arrays, non-contiguous or read-only ones too
+    (subclasses such as ``np.matrix`` or masked arrays are read as their plain array), whose sides
+    are both at least :data:`MIN_FRAME_SIDE` (16) pixels and whose long side is at most
+    :data:`MAX_ASPECT_RATIO` (8) times the short one. (Large frames are accepted: the networks'
+    inputs are capped at :data:`MAX_NETWORK_SIDE`; the node bounds a frame's pixels when it decodes.)
     """
     if not isinstance(frame, np.ndarray):
         raise ValueError(f"frame {index}: expected a numpy array, got {type(frame).__name__}")
+    if type(frame) is not np.ndarray:  # np.matrix cannot be stacked into a batch; a mask means nothing here
+        frame = frame.view(np.ndarray)
     if frame.dtype != np.uint8:
         raise ValueError(f"frame {index}: expected dtype uint8, got {frame.dtype}")
     if frame.ndim == 3 and frame.shape[2] == 1:
@@ -191,8 +240,19 @@ def validate_frame(frame: object, index: int = 0) -> np.ndarray:
             f"frame {index}: expected shape (H, W), (H, W, 1) or (H, W, 3), got {frame.shape} "
             "(drop an alpha channel before segmenting)"
         )
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
+    height, width = frame.shape[:2]
+    if height == 0 or width == 0:
         raise ValueError(f"frame {index}: zero-sized image {frame.shape}")
+    if min(height, width) < MIN_FRAME_SIDE:
+        raise ValueError(
+            f"frame {index}: {width}x{height} (width x height) is too small to segment: both sides must "
+            f"be at least {MIN_FRAME_SIDE} pixels"
+        )
+    if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
+        raise ValueError(
+            f"frame {index}: {width}x{height} (width x height) is too elongated to segment: the long "
+            f"side may be at most {MAX_ASPECT_RATIO} times the short side"
+        )
     return frame
 
 
@@ -495,22 +555,40 @@ class SegmentationEngine:
         return self._normalize(batch, self._sem_mean, self._sem_std, resize, shrinks=target[0] < height)
 
     def _semantic_size(self, height: int, width: int) -> tuple[int, int]:
-        """The semantic network's input (h, w) for a camera frame of ``height`` x ``width``."""
+        """The semantic network's input (h, w) for a camera frame of ``height`` x ``width``: the
+        short side at ``semantic_input_size`` (the model's own for -1, the camera's for 0), the
+        long side at most :data:`MAX_NETWORK_SIDE`."""
         size = self.config.semantic_input_size
         if size < 0:
             size = self.semantic_model.entry.input_size  # type: ignore[union-attr]
-        if not size or size == min(height, width):
+        scale = size / min(height, width) if size else 1.0
+        scale = min(scale, MAX_NETWORK_SIDE / max(height, width))
+        if scale == 1.0:
             return height, width
-        scale = size / min(height, width)
-        return round(height * scale), round(width * scale)
+        return max(1, round(height * scale)), max(1, round(width * scale))
 
-    def _instance_scale(self, height: int, width: int) -> float:
-        """The factor Mask R-CNN's input is resized by (``instance_min_size``; 1.0 = native)."""
+    def _instance_size(self, height: int, width: int) -> tuple[int, int]:
+        """Mask R-CNN's input (h, w), unpadded, for a camera frame of ``height`` x ``width``.
+
+        As torchvision's ``GeneralizedRCNNTransform``: scaled so that the short side is
+        ``instance_min_size`` unless the long side would exceed ``instance_max_size`` (the model's
+        own for -1); ``instance_min_size=0`` keeps the camera's resolution, shrunk only to an
+        ``instance_max_size`` that is set. The long side is at most :data:`MAX_NETWORK_SIDE`.
+        Sides are floored, as ``F.interpolate(scale_factor=..., recompute_scale_factor=True)``.
+        """
         cfg = self.config
         model = self.instance_model.module  # type: ignore[union-attr]
+        short, long = min(height, width), max(height, width)
         min_size = cfg.instance_min_size if cfg.instance_min_size >= 0 else model.transform.min_size[-1]
-        max_size = cfg.instance_max_size if cfg.instance_max_size > 0 else model.transform.max_size
-        return min(min_size / min(height, width), max_size / max(height, width)) if min_size else 1.0
+        if min_size:
+            max_size = cfg.instance_max_size if cfg.instance_max_size > 0 else model.transform.max_size
+            scale = min(min_size / short, max_size / long)
+        else:  # native, unless an instance_max_size is set
+            scale = min(1.0, cfg.instance_max_size / long) if cfg.instance_max_size > 0 else 1.0
+        scale = min(scale, MAX_NETWORK_SIDE / long)
+        if scale == 1.0:
+            return height, width
+        return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
     def _frames_per_pass(self, height: int, width: int) -> int:
         """How many frames of this size one forward pass takes: all on a GPU; on the CPU as many as
@@ -521,7 +599,7 @@ class SegmentationEngine:
         if self.semantic_model is not None:
             pixels = max(pixels, math.prod(self._semantic_size(height, width)))
         if self.instance_model is not None:
-            pixels = max(pixels, round(height * width * self._instance_scale(height, width) ** 2))
+            pixels = max(pixels, math.prod(self._instance_size(height, width)))
         return max(1, CPU_BATCH_PIXELS // pixels)
 
     def _instances(self, batch: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -539,7 +617,9 @@ class SegmentationEngine:
         allowed = self._allowed_classes()
         counts, boxes, scores, classes, masks = [], [], [], [], []
         for det in detections:
-            keep = allowed[det["labels"]]
+            # the score threshold, exactly (float64(s) >= t), whatever torchvision's own comparison
+            # (_detect sets its prefilter to keep every passing float32 score)
+            keep = allowed[det["labels"]] & exceeds(det["scores"], cfg.score_threshold, inclusive=True)
             boxes.append(det["boxes"][keep].float() * ratio)
             scores.append(det["scores"][keep].float())
             classes.append(det["labels"][keep])
@@ -567,12 +647,14 @@ class SegmentationEngine:
         zero-padded to the size divisor; ``image_sizes`` hold the unpadded (h, w)."""
         model = self.instance_model.module  # type: ignore[union-attr]
         height, width = batch.shape[-2:]
-        scale = self._instance_scale(height, width)
+        target = self._instance_size(height, width)
 
         def resize(x: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
+            return F.interpolate(x, size=target, mode="bilinear", align_corners=False)
 
-        x = self._normalize(batch, self._inst_mean, self._inst_std, resize if scale != 1.0 else None, scale < 1)
+        resizes = target != (height, width)
+        shrinks = target[0] < height
+        x = self._normalize(batch, self._inst_mean, self._inst_std, resize if resizes else None, shrinks)
         h, w = x.shape[-2:]
         divisor = model.transform.size_divisible
         x = F.pad(x, (0, (-w) % divisor, 0, (-h) % divisor))
@@ -586,7 +668,10 @@ class SegmentationEngine:
         """
         cfg = self.config
         model = self.instance_model.module  # type: ignore[union-attr]
-        model.roi_heads.score_thresh = cfg.score_threshold
+        # torchvision keeps scores > score_thresh in float32: just below the smallest float32 that
+        # passes the threshold, it keeps every passing score; _instances then applies it exactly.
+        passing = float32_cutoff(cfg.score_threshold, inclusive=True)
+        model.roi_heads.score_thresh = float(np.nextafter(passing, np.float32(-np.inf)))
         model.roi_heads.detections_per_img = cfg.max_detections
         features, objectness, deltas = self._instance_trunk(images.tensors)
         # The data-dependent rest of the RPN (as torchvision's RegionProposalNetwork.forward).
