@@ -151,10 +151,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("instance_labels", "", "label set for weights without class names ('' = from the weights)"),
     ParameterSpec("device", "auto", "auto (CUDA when available), cpu, cuda or cuda:N"),
     ParameterSpec("precision", "fp32", "fp32, or fp16/bf16 autocast on CUDA", choices=tuple(PRECISIONS)),
-    ParameterSpec("score_threshold", 0.5, "minimum instance score", read_only=False, range=(0.0, 1.0)),
-    ParameterSpec("mask_threshold", 0.5, "mask probability counted as inside", read_only=False, range=(0.0, 1.0)),
+    ParameterSpec("score_threshold", 0.5, "minimum instance score (inclusive, compared in double precision)", read_only=False, range=(0.0, 1.0)),
+    ParameterSpec("mask_threshold", 0.5, "mask probability above which a pixel is inside (compared in double precision)", read_only=False, range=(0.0, 1.0)),
     ParameterSpec(
-        "overlap_threshold", 0.5, "panoptic: max claimed fraction of an instance", read_only=False, range=(0.0, 1.0)
+        "overlap_threshold", 0.5, "panoptic: max claimed fraction of an instance (inclusive; claimed / area in double precision)", read_only=False, range=(0.0, 1.0)
     ),
     ParameterSpec(
         "stuff_area_threshold", 4096, "panoptic: min stuff segment area (pixels)", read_only=False, range=(0, 10**8)
@@ -172,13 +172,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "instance_min_size",
         -1,
-        "Mask R-CNN input short side; -1 = the model's own (torchvision: 800), 0 = native camera resolution",
+        "Mask R-CNN input short side; -1 = the model's own (torchvision: 800), 0 = native camera resolution; the long side never exceeds 4096 (torchvision's models: 1333)",
         range=(-1, 4096),
     ),
     ParameterSpec(
         "semantic_input_size",
         -1,
-        "semantic network input short side; -1 = the model's own, 0 = native camera resolution",
+        "semantic network input short side; -1 = the model's own, 0 = native camera resolution; the long side never exceeds 4096",
         range=(-1, 4096),
     ),
     ParameterSpec(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from segmentation_ros.engine.pipeline import MAX_ASPECT_RATIO, MIN_FRAME_SIDE
 from segmentation_ros.tools.synthetic.raycast import render
 from segmentation_ros.tools.synthetic.world import (
     CameraIntrinsics,
@@ -254,7 +255,7 @@ def _sample_intrinsics(rng: np.random.Generator, width: int, height: int) -> Cam
     return CameraIntrinsics(width, height, fx, fx, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
-MIN_SPEC_SIZE = 16
+MIN_SPEC_SIZE = MIN_FRAME_SIDE  # what the engine segments (engine/pipeline.py: validate_frame)
 """Smallest width and height a ``synthetic:WxH`` data spec may ask for."""
 
 
@@ -265,8 +266,9 @@ def parse_synthetic_spec(spec: str, default: tuple[int, int]) -> tuple[int, int]
     else (a dataset directory) -> None. One set of rules for every command that takes ``--data``.
 
     Raises:
-        ValueError: ``synthetic:`` followed by anything but ``WIDTHxHEIGHT``, or a size below
-            :data:`MIN_SPEC_SIZE` pixels either way.
+        ValueError: ``synthetic:`` followed by anything but ``WIDTHxHEIGHT``, or a size the engine
+            refuses to segment (a side under :data:`MIN_SPEC_SIZE` pixels, a long side over
+            ``MAX_ASPECT_RATIO`` times the short one).
     """
     if spec == "synthetic":
         return default
@@ -280,6 +282,8 @@ def parse_synthetic_spec(spec: str, default: tuple[int, int]) -> tuple[int, int]
     width, height = int(match[1]), int(match[2])
     if width < MIN_SPEC_SIZE or height < MIN_SPEC_SIZE:
         raise ValueError(f"--data {spec!r}: frames must be at least {MIN_SPEC_SIZE}x{MIN_SPEC_SIZE}")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ValueError(f"--data {spec!r}: the long side may be at most {MAX_ASPECT_RATIO} times the short one")
     return width, height
 
 
