@@ -173,6 +173,34 @@ def input_bags(
 
 
 # ---- reading bags back --------------------------------------------------------------------------
+#: The metadata.yaml versions each distro's rosbag2 reads, from ros2/rosbag2's sources: Humble (0.15.x,
+#: rosbag2_storage/src/rosbag2_storage/metadata_io.cpp on the humble branch) writes 5 and decodes the
+#: fields of any version up to 8, but reads a topic's offered_qos_profiles as a YAML *string* of
+#: numeric policies whatever the version, so version 9's list fails ("bad conversion"); Jazzy (0.26.x,
+#: rosbag2_storage/include/rosbag2_storage/yaml.hpp on the jazzy branch) writes 9 and reads 4 to 9:
+#: the string of numeric policies before 9, a list of named ones from 9; Kilted (0.32.x) as Jazzy.
+ROSBAG2_READS = {"humble": range(1, 9), "jazzy": range(1, 10), "kilted": range(1, 10)}
+_POLICIES = ("history", "reliability", "durability", "liveliness")
+
+
+def assert_rosbag2_reads(bag: Path, distro: str) -> None:
+    """The bag's metadata.yaml is one ``distro``'s rosbag2 reads: its version, and its QoS in that version's form."""
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    version = info["version"]
+    assert version in ROSBAG2_READS[distro], f"{distro}'s rosbag2 cannot read metadata version {version}"
+    for topic in info["topics_with_message_count"]:
+        qos = topic["topic_metadata"]["offered_qos_profiles"]
+        if version >= 9:
+            assert isinstance(qos, list)
+            profiles, policy = qos, str
+        else:
+            assert isinstance(qos, str)
+            profiles, policy = yaml.safe_load(qos) or [], int
+        for profile in profiles:
+            assert all(isinstance(profile[name], policy) for name in _POLICIES), (version, profile)
+            assert all(set(profile[t]) == {"sec", "nsec"} for t in ("deadline", "lifespan"))
+
+
 @dataclass
 class BagContents:
     connections: dict[str, Any] = field(default_factory=dict)  # topic -> Connection
@@ -275,7 +303,7 @@ def test_every_output_topic_per_camera(run: Run) -> None:
     for camera in ("/front", "/rear"):
         good = good_frames(run, camera)
         for spec in OUTPUTS:
-            if run.task not in spec.tasks:
+            if run.task not in spec.tasks or spec.depth:  # depth outputs: only with a depth topic
                 continue
             topic = f"{camera}/{spec.topic}"
             if spec.topic.endswith("camera_info") and camera == "/rear":
@@ -540,8 +568,7 @@ def test_distros(input_bags: dict, tmp_path: Path, distro: str, storage: str) ->
     assert "4 frames from 1 camera(s)" in stdout and "3 segmented, 1 rejected" in stdout
     suffix = ".mcap" if storage == "mcap" else ".db3"
     assert (out / f"out{suffix}").is_file()
-    metadata = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    assert metadata["version"] == (9 if distro == "kilted" else 8)  # what that distro's rosbag2 writes
+    assert_rosbag2_reads(out, distro)
     contents, inputs = read_bag(out), read_bag(path)
     for topic, messages in inputs.raw.items():
         assert contents.raw[topic] == messages

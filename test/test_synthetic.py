@@ -9,10 +9,13 @@ import math
 import cv2
 import numpy as np
 import pytest
+from rosbags.highlevel import AnyReader
+from test_bag import assert_rosbag2_reads
 
 from segmentation_ros.engine.labels import get_label_set
 from segmentation_ros.engine.panoptic import rgb_to_id
 from segmentation_ros.engine.visualize import colorize_instances, colorize_labels
+from segmentation_ros.ros.messages import SUPPORTED_DISTROS
 from segmentation_ros.tools.synthetic import (
     CameraPose,
     generate_scene,
@@ -22,6 +25,7 @@ from segmentation_ros.tools.synthetic import (
     render_preview,
     shapes_categories,
     write_dataset,
+    write_sequence_bag,
 )
 
 W, H = 96, 72
@@ -91,6 +95,10 @@ def test_synthetic_data_spec():
     for small in ("synthetic:15x16", "synthetic:16x15", "synthetic:0x0"):
         with pytest.raises(ValueError, match="at least 16x16"):
             parse_synthetic_spec(small, default)
+    assert parse_synthetic_spec("synthetic:128x16", default) == (128, 16)  # 8:1, the engine's limit
+    for thin in ("synthetic:400x16", "synthetic:16x129"):  # frames the engine would refuse, every one
+        with pytest.raises(ValueError, match="at most 8 times"):
+            parse_synthetic_spec(thin, default)
 
 
 def test_shapes_and_dtypes(scenes):
@@ -270,3 +278,15 @@ def test_categories_and_preview(scenes):
         preview[:, W : 2 * W], colorize_labels(scene.semantic, get_label_set("shapes"))
     )
     np.testing.assert_array_equal(preview[:, 2 * W :], colorize_instances(scene.instances))
+
+
+@pytest.mark.parametrize("distro", SUPPORTED_DISTROS)
+def test_sequence_bag_is_readable_by_the_distros_rosbag2(tmp_path, distro):
+    """write_sequence_bag (make demo's camera) writes the metadata version that distro's rosbag2 reads."""
+    frames = list(generate_sequence(2, seed=5, width=32, height=24))
+    bag = write_sequence_bag(tmp_path / "camera", frames, distro=distro)
+    assert_rosbag2_reads(bag, distro)
+    with AnyReader([bag]) as reader:
+        read = [(c.topic, t) for c, t, _ in reader.messages()]
+    topics = ("/camera/camera_info", "/camera/image_raw")
+    assert read == [(topic, f.stamp_ns) for f in frames for topic in topics]

@@ -19,9 +19,17 @@ are segmented in one batch (``max_batch`` caps it); each camera's outputs are th
 alone, up to the float rounding of batched CPU/GPU kernels (byte-identical with PyTorch's native CPU
 kernels, see test_bag.py).
 
-OUT appears only complete: the bag is written to ``<parent of OUT>/.<OUT name>.partial-XXXX/<OUT
+OUT appears only complete: the bag is written to ``<parent of OUT>/.<OUT name>.partial-<pid>-XXXX/<OUT
 name>/`` (rosbag2 names its data file after the bag directory) and renamed to OUT at the end; an
-error or Ctrl-C removes the temporary directory and leaves no OUT. IN is only ever opened for reading.
+error or Ctrl-C removes the temporary directory and leaves no OUT (with ``overwrite``, the previous
+OUT stays until the new one replaces it). A run killed outright (SIGKILL, power loss) leaves its
+partial directory; the next write of the same OUT reports and removes every one whose process is
+gone. IN is only ever opened for reading.
+
+A frame that cannot be read, converted, segmented or written is rejected: reported on stderr,
+counted in the summary, skipped; the run goes on. Input that cannot be read at all (no
+metadata.yaml, a corrupt mcap chunk, a truncated .db3) and an OUT that cannot be created end the run
+with a :class:`BagError` and leave no OUT.
 """
 
 from __future__ import annotations
@@ -30,9 +38,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +69,11 @@ __all__ = [
     "BagSummary",
     "Camera",
     "IMAGE_TYPES",
+    "REPORTED_REJECTIONS",
     "STORAGES",
+    "atomic_bag",
+    "bag_qos",
+    "bag_version",
     "camera_namespace",
     "find_cameras",
     "load_engine",
@@ -67,8 +82,10 @@ __all__ = [
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 STORAGES = ("mcap", "sqlite3")
-# rosbag2 metadata version written per distro: Kilted's rosbag2 writes 9 (QoS as a list), older ones 8.
-_BAG_VERSIONS = {"humble": 8, "jazzy": 8, "kilted": 9}
+#: Rejected frames listed in the summary (all are reported on stderr as they happen).
+REPORTED_REJECTIONS = 20
+# The rosbag2 metadata version written for each distro (see bag_version).
+_BAG_VERSIONS = {"humble": 8, "jazzy": 9, "kilted": 9}
 _IDL_PREFIX = "=" * 80 + "\nIDL: "
 
 
@@ -206,7 +223,8 @@ class BagSummary:
 
     Attributes:
         frames: camera frames read; ``processed + rejected``.
-        rejected: frames skipped because they could not be read or converted.
+        rejected: frames skipped because they could not be read, converted, segmented or written.
+        rejections: the first :data:`REPORTED_REJECTIONS` of them, "<image topic> at <ns> ns: <reason>".
         copied: input messages copied.
         outputs: output messages written; per topic in ``topics``.
         wall_s: wall time of the whole run, model loading included.
@@ -222,6 +240,7 @@ class BagSummary:
     copied: int = 0
     outputs: int = 0
     topics: dict[str, int] = field(default_factory=dict)
+    rejections: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
     @property
@@ -238,10 +257,30 @@ class BagSummary:
             f"wrote {self.output} ({self.storage}): {self.copied} input messages copied, "
             f"{self.outputs} output messages on {len(self.topics)} topics\n"
             f"{self.wall_s:.1f} s, {self.fps:.2f} frames/s"
+            + "".join(f"\nrejected {line}" for line in self.rejections)
+            + (f"\n... and {self.rejected - len(self.rejections)} more" if self.rejected > len(self.rejections) else "")
         )
 
 
 # ---- the processor -------------------------------------------------------------------------------
+def bag_version(distro: str) -> int:
+    """The rosbag2 metadata version to write a bag for ``distro`` with: the rule of every bag this
+    package writes (:func:`process_bag`, ``write_sequence_bag``).
+
+    It is the newest version that the distro's rosbag2 reads and rosbags writes (8 or 9); the
+    version also sets how each topic's QoS is recorded: 8 as a YAML string with numeric policies,
+    9 as a YAML list with named ones. Humble's rosbag2 (0.15) writes version 5 and reads the fields
+    of any version up to 8, but parses ``offered_qos_profiles`` as a string, so it cannot read a
+    version 9 bag ("bad conversion"); Jazzy's (0.26) and Kilted's (0.32) write and read 9.
+
+    Raises:
+        ValueError: ``distro`` is not one of ``SUPPORTED_DISTROS``.
+    """
+    if distro not in _BAG_VERSIONS:
+        raise ValueError(f"unsupported ROS 2 distro {distro!r}; expected one of {', '.join(_BAG_VERSIONS)}")
+    return _BAG_VERSIONS[distro]
+
+
 def bag_qos(depth: int, latched: bool) -> Any:
     """QoS metadata recorded for a topic this package writes (reliable; transient local if latched)."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -374,18 +413,21 @@ class _Processor:
         return conn
 
     def _output_writes(self, outputs: list[Output], timestamp: int) -> list[tuple]:
+        """The writes of one frame's outputs: all of them, or an error and none (nothing counted)."""
+        serialized = [("/" + out.topic, out.type, self.factory.serialize(out.msg, out.type)) for out in outputs]
         writes = []
-        for out in outputs:
-            topic = "/" + out.topic
-            data = self.factory.serialize(out.msg, out.type)
-            writes.append((self._output(topic, out.type), timestamp, data))
+        for topic, msgtype, data in serialized:
+            writes.append((self._output(topic, msgtype), timestamp, data))
             self.summary.topics[topic] = self.summary.topics.get(topic, 0) + 1
             self.summary.outputs += 1
         return writes
 
     def _reject(self, camera: Camera, timestamp: int, reason: str) -> None:
+        line = f"{camera.image_topic} at {timestamp} ns: {reason}"
         self.summary.rejected += 1
-        tqdm.write(f"rejected frame of {camera.image_topic} at {timestamp} ns: {reason}", file=sys.stderr)
+        if len(self.summary.rejections) < REPORTED_REJECTIONS:
+            self.summary.rejections.append(line)
+        tqdm.write(f"rejected frame of {line}", file=sys.stderr)
 
     def run(self) -> None:
         from segmentation_ros.ros.node_core import Frame
@@ -398,7 +440,7 @@ class _Processor:
         with tqdm(
             total=total, unit="frame", desc="segment", disable=not self.progress, file=sys.stderr
         ) as bar:
-            for conn, timestamp, data in self.reader.messages():
+            for conn, timestamp, data in _read_messages(self.reader, self.summary.input):
                 camera = self.cameras.get(conn.topic) if conn.msgtype in IMAGE_TYPES else None
                 if camera is not None and (
                     any(p.frame.camera == camera.name for p in self.pending)
@@ -435,28 +477,12 @@ class _Processor:
                 self.held.append(slot)
             self._flush()
 
-    def _segment(self, frames: list[Frame]) -> tuple[list[Output], dict[str, str]]:
-        """Outputs of a batch, and the reason for each camera whose frame was rejected."""
-        try:
-            return self.core.process(frames), {}
-        except ValueError as exc:  # a frame the engine refuses (e.g. zero-sized): find it, keep the others
-            if len(frames) == 1:
-                return [], {frames[0].camera: str(exc)}
-        outputs, errors = [], {}
-        for frame in frames:
-            try:
-                outputs.extend(self.core.process([frame]))
-            except ValueError as exc:
-                errors[frame.camera] = str(exc)
-        return outputs, errors
-
     def _flush(self) -> None:
-        from segmentation_ros.ros.conversions import ConversionError
-
         if not self.pending:
             return
-        frames = [p.frame for p in self.pending]
-        outputs, errors = self._segment(frames)
+        # The core rejects (counts, and says why in Frame.error) every frame it cannot convert or
+        # segment, and goes on with the others.
+        outputs = self.core.process([p.frame for p in self.pending])
         by_camera: dict[str, list[Output]] = {}
         for out in outputs:
             by_camera.setdefault(self.camera_of_output[out.topic], []).append(out)
@@ -465,17 +491,16 @@ class _Processor:
             camera = self.by_name[frame.camera]
             mine = by_camera.get(frame.camera)
             if not mine:
-                reason = errors.get(frame.camera)
-                if reason is None:  # the core skipped it: ask the decoder why
-                    try:
-                        self.core.decode(frame)
-                        reason = self.core.stats.last_error or "not converted"
-                    except ConversionError as exc:
-                        reason = str(exc)
+                reason = frame.error or "the node core gave it no outputs"
                 self._reject(camera, frame.received_ns, reason)
                 continue
+            try:
+                writes = self._output_writes(mine, frame.received_ns)
+            except Exception as exc:  # e.g. a camera_info the bag defines unlike the distro: this frame only
+                self._reject(camera, frame.received_ns, f"cannot write its outputs: {_reason(exc)}")
+                continue
             self.summary.processed += 1
-            pending.slot.extend(self._output_writes(mine, frame.received_ns))
+            pending.slot.extend(writes)
         self.pending.clear()
         for writes in self.held:
             for write in writes:
@@ -507,35 +532,201 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
     a, b = src.resolve(), dst.resolve()
     if a == b or a in b.parents or b in a.parents:
         raise BagError(f"output {dst} must lie outside the input {src} (and not contain it)")
-    if (dst.exists() or dst.is_symlink()) and not overwrite:
+    _prepare_output(dst, overwrite)
+
+
+def _prepare_output(dst: Path, overwrite: bool) -> None:
+    """Check that ``dst`` can be created (or, with ``overwrite``, replaced), after cleaning up what
+    killed runs left next to it.
+
+    Raises:
+        BagError: a file where a directory of the path should be, a directory that is not writable,
+            or ``dst`` exists and not ``overwrite``.
+    """
+    parent = Path(os.path.abspath(dst)).parent
+    existing = next(p for p in (parent, *parent.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise BagError(f"cannot create output {dst}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BagError(f"cannot create output {dst}: directory {existing} is not writable")
+    if existing == parent:
+        try:
+            _clean_partials(dst)
+        except OSError as exc:
+            raise BagError(f"cannot create output {dst}: {exc}") from exc
+    if os.path.lexists(dst) and not overwrite:
         raise BagError(f"output {dst} exists; remove it or pass --overwrite")
+
+
+# A partial output: ".<OUT name>.partial-<pid>-<random>", the directory of a run that is writing OUT.
+def _partial_name(dst: Path) -> re.Pattern[str]:
+    return re.compile(rf"\.{re.escape(dst.name)}\.partial-(\d+)-[a-z0-9_]+")
+
+
+def _clean_partials(dst: Path) -> None:
+    """Remove the partial outputs of ``dst`` whose run has ended, reporting each on stderr.
+
+    A run holds a lock on its partial directory until it ends, however it ends (the kernel releases
+    it, SIGKILL included), so a directory that can be locked is stale. One that holds the previous OUT
+    of an ``overwrite`` killed between its two renames gives it back when OUT is missing.
+    """
+    pattern = _partial_name(dst)
+    for path in sorted(dst.parent.iterdir()):
+        match = pattern.fullmatch(path.name)
+        if match is None or not path.is_dir() or path.is_symlink() or not _stale(path):
+            continue
+        previous = path / f"{dst.name}.previous"
+        if previous.is_dir() and not os.path.lexists(dst):
+            os.replace(previous, dst)
+            tqdm.write(f"restored {dst} from {path} (a run stopped while replacing it)", file=sys.stderr)
+        shutil.rmtree(path, ignore_errors=True)
+        tqdm.write(
+            f"removed {path}: partial output of a run (process {match.group(1)}) that ended before finishing",
+            file=sys.stderr,
+        )
+
+
+def _lock(path: Path) -> int | None:
+    """Lock the directory ``path`` for this process (fcntl.flock; None where there is no fcntl).
+
+    Returns the descriptor that holds the lock; closing it, or the end of the process, releases it.
+    Raises OSError when another process holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, and stale partial outputs are left alone
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _stale(path: Path) -> bool:
+    """Whether the partial output ``path`` belongs to no running process (its lock is free)."""
+    try:
+        fd = _lock(path)
+    except OSError:  # locked: a run is writing it (or it cannot be opened: leave it)
+        return False
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them as usual, so that the renames
+    that put OUT in place are never cut in between. Only the main thread handles signals; elsewhere
+    this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 @contextlib.contextmanager
 def atomic_bag(dst: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a path to write the bag at; move it to ``dst`` when the block ends without an error.
 
-    The bag is written to ``<dst parent>/.<dst name>.partial-XXXX/<dst name>``: rosbag2 names its data
-    file after the bag directory, so the directory keeps its final name and only its parent changes.
+    The bag is written to ``<dst parent>/.<dst name>.partial-<pid>-XXXX/<dst name>``: rosbag2 names
+    its data file after the bag directory, so the directory keeps its final name and only its parent
+    changes. An error or an interrupt removes the partial directory and leaves ``dst`` as it was; a
+    process killed outright leaves it, and the next ``atomic_bag`` (or :func:`process_bag`) of the
+    same ``dst`` removes it.
+
+    Raises:
+        BagError: ``dst`` cannot be created, or exists and not ``overwrite``.
     """
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    dst = Path(dst)
+    _prepare_output(dst, overwrite)
+    temp: Path | None = None
+    lock: int | None = None
     try:
-        yield temp / dst.name
-        if dst.exists() or dst.is_symlink():
-            if not overwrite:
-                raise BagError(f"output {dst} appeared while processing; not replacing it (use --overwrite)")
-            previous = temp / f"{dst.name}.previous"
-            os.replace(dst, previous)
+        with _signals_deferred():  # the partial directory is known (and removed below) once it exists
             try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                temp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-{os.getpid()}-", dir=dst.parent))
+            except OSError as exc:
+                raise BagError(f"cannot create output {dst}: {exc}") from exc
+            with contextlib.suppress(OSError):  # a file system without locks: never taken for stale
+                lock = _lock(temp)
+        yield temp / dst.name
+        with _signals_deferred():  # both renames, or neither
+            if os.path.lexists(dst):
+                if not overwrite:
+                    raise BagError(f"output {dst} appeared while processing; not replacing it (use --overwrite)")
+                previous = temp / f"{dst.name}.previous"
+                os.replace(dst, previous)
+                try:
+                    os.replace(temp / dst.name, dst)
+                except BaseException:
+                    os.replace(previous, dst)
+                    raise
+            else:
                 os.replace(temp / dst.name, dst)
-            except BaseException:
-                os.replace(previous, dst)
-                raise
-        else:
-            os.replace(temp / dst.name, dst)
     finally:
-        shutil.rmtree(temp, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+# ---- reading -------------------------------------------------------------------------------------
+def _reason(exc: BaseException) -> str:
+    """An error as one line for the user: rosbags' own messages as they are, others with their type."""
+    text = " ".join(str(exc).split())
+    if type(exc).__module__.startswith("rosbags") or isinstance(exc, BagError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _open_reader(src: Path, typestore: Typestore) -> AnyReader:
+    """IN, opened for reading.
+
+    Raises:
+        BagError: IN cannot be read (a bag directory without metadata.yaml, corrupt or truncated files).
+    """
+    from rosbags.highlevel import AnyReader
+
+    if src.is_dir() and not (src / "metadata.yaml").is_file():
+        files = sorted(p.name for p in src.iterdir() if p.suffix in (".mcap", ".db3"))
+        hint = f"; IN may be one of its data files instead: {', '.join(files)}" if files else ""
+        raise BagError(f"cannot read bag {src}: the directory has no metadata.yaml{hint}")
+    try:
+        reader = AnyReader([src], default_typestore=typestore)
+        reader.open()
+    except Exception as exc:  # rosbags', sqlite3's, struct's or the OS's: the input cannot be read
+        raise BagError(f"cannot read bag {src}: {_reason(exc)}") from exc
+    return reader
+
+
+def _read_messages(reader: AnyReader, src: Path) -> Iterator[tuple[Connection, int, bytes]]:
+    """``reader.messages()``; a read error (a corrupt chunk, a truncated page) as a BagError saying where."""
+    messages = reader.messages()
+    count, last = 0, 0
+    while True:
+        try:
+            message = next(messages)
+        except StopIteration:
+            return
+        except Exception as exc:  # whatever the storage raises on damaged data
+            where = f"after message {count} (at {last} ns)" if count else "at its first message"
+            raise BagError(f"cannot read bag {src}: damaged data {where} ({_reason(exc)})") from exc
+        count, last = count + 1, message[1]
+        yield message
 
 
 # ---- entry point ---------------------------------------------------------------------------------
@@ -572,16 +763,18 @@ def process_bag(
         offline: never download weights (None: ``SEGMENTATION_ROS_OFFLINE``).
 
     Returns:
-        counts and timing; frames that cannot be read or converted are counted as rejected, reported
-        on stderr and skipped.
+        counts and timing; frames that cannot be read, converted, segmented or written are counted
+        as rejected, reported on stderr and in the summary, and skipped.
 
     Raises:
         ValueError: bad parameters or options, no camera topics, an output topic already recorded.
-        BagError: unreadable input, output in the way, a topic that cannot be copied.
-        KeyboardInterrupt: passed on, after removing the partial output.
+        BagError: input that cannot be read (no metadata.yaml, corrupt or truncated files), an output
+            path that cannot be created (a file in the way, a read-only directory) or exists without
+            ``overwrite``, a topic that cannot be copied, a write that fails (a full disk).
+        KeyboardInterrupt: passed on, after removing the partial output; ``output_path`` is then as
+            it was, or complete if the interrupt came after it was written.
     """
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
+    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
     from segmentation_ros.ros.messages import RosbagsFactory, make_typestore
     from segmentation_ros.ros.node_core import SegmentationCore, validate_parameters
@@ -597,11 +790,7 @@ def process_bag(
     _check_paths(src, dst, overwrite)
     factory = RosbagsFactory(distro, typestore)
 
-    reader = AnyReader([src], default_typestore=typestore)
-    try:
-        reader.open()
-    except (AnyReaderError, ReaderError, OSError) as exc:
-        raise BagError(f"cannot read bag {src}: {exc}") from exc
+    reader = _open_reader(src, typestore)
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
         cameras = find_cameras(topics, image_topics)
@@ -629,12 +818,12 @@ def process_bag(
         try:
             plugin = StoragePlugin.MCAP if summary.storage == "mcap" else StoragePlugin.SQLITE3
             with atomic_bag(dst, overwrite) as path:
-                with Writer(path, version=_BAG_VERSIONS[distro], storage_plugin=plugin) as writer:
+                with Writer(path, version=bag_version(distro), storage_plugin=plugin) as writer:
                     writer.set_custom_data("segmentation_ros.parameters", json.dumps(core.params))
                     writer.set_custom_data("segmentation_ros.input", str(src))
                     _Processor(reader, writer, core, cameras, factory, summary, max_batch, progress).run()
-        except (AnyReaderError, ReaderError, WriterError) as exc:
-            raise BagError(f"processing {src} failed: {exc}") from exc
+        except (WriterError, OSError) as exc:  # a full disk, a directory removed under us, ...
+            raise BagError(f"cannot write output {dst}: {_reason(exc)}") from exc
         finally:
             if engine is None:
                 core.cleanup()

@@ -182,7 +182,8 @@ def write_sequence_bag(
     """Record scenes as a rosbag2 camera: ``<namespace>/image_raw`` (rgb8) + ``<namespace>/camera_info``.
 
     Receive times equal the frames' stamps, so the bag plays as a live camera (``ros2 bag play``).
-    Written atomically like every bag of this package.
+    Written atomically, in the metadata version that ``distro``'s rosbag2 reads, like every bag of
+    this package (:func:`~segmentation_ros.ros.bag.atomic_bag`, :func:`~segmentation_ros.ros.bag.bag_version`).
 
     Args:
         path: the bag directory to create.
@@ -195,10 +196,15 @@ def write_sequence_bag(
 
     Returns:
         the bag directory.
+
+    Raises:
+        ValueError: an unknown ``distro`` or ``storage``.
+        FileExistsError: ``path`` exists and not ``overwrite``.
+        BagError: ``path`` cannot be created (a file in the way, a read-only directory).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from segmentation_ros.ros.bag import atomic_bag, bag_qos
+    from segmentation_ros.ros.bag import atomic_bag, bag_qos, bag_version
     from segmentation_ros.ros.conversions import numpy_to_image
     from segmentation_ros.ros.messages import RosbagsFactory, make_header
 
@@ -207,10 +213,13 @@ def write_sequence_bag(
     dst = Path(path)
     if dst.exists() and not overwrite:
         raise FileExistsError(f"bag {dst} exists; remove it or pass overwrite=True")
-    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise ValueError(f"storage must be one of {tuple(plugins)}, got {storage!r}")
+    plugin = plugins[storage]
     image_topic, info_topic = f"{namespace}/image_raw", f"{namespace}/camera_info"
     with atomic_bag(dst, overwrite) as tmp:
-        writer = Writer(tmp, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+        writer = Writer(tmp, version=bag_version(distro), storage_plugin=plugin)
         with writer:
             qos = [bag_qos(10, latched=False)]
             image_conn = writer.add_connection(image_topic, "sensor_msgs/msg/Image", typestore=store, offered_qos_profiles=qos)
