@@ -618,6 +618,66 @@ def test_find_cameras() -> None:
         find_cameras({"/cam/image_raw": image, "/cam/image_rect": image})
 
 
+def test_find_cameras_with_depth() -> None:
+    image, info = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
+    topics = {
+        "/front/color/image_raw": image,
+        "/front/color/camera_info": info,
+        "/front/aligned_depth_to_color/image_raw": image,  # a depth image: never a camera
+        "/rig/left/image": image,
+        "/rig/left/depth/image": image,
+        "/rig/image": image,
+    }
+    assert [c.image_topic for c in find_cameras(topics)] == ["/front/color/image_raw", "/rig/image", "/rig/left/image"]
+    cameras = find_cameras(topics, depth_topics=["/rig/left/depth/image", "front/aligned_depth_to_color/image_raw"])
+    # each depth topic goes to the camera whose namespace shares the most leading name parts
+    assert {c.image_topic: c.depth_topic for c in cameras} == {
+        "/front/color/image_raw": "/front/aligned_depth_to_color/image_raw",  # a RealSense's layout
+        "/rig/image": None,
+        "/rig/left/image": "/rig/left/depth/image",
+    }
+    with pytest.raises(ValueError, match="could be camera"):
+        find_cameras({"/r/a/image": image, "/r/b/image": image, "/r/depth": image}, depth_topics=["/r/depth"])
+    with pytest.raises(ValueError, match="in no camera's namespace"):
+        find_cameras({"/a/image": image, "/b/image": image, "/c/depth": image}, depth_topics=["/c/depth"])
+    only = find_cameras({"/a/image": image, "/c/depth": image}, depth_topics=["/c/depth"])
+    assert only == [Camera("/a/image", "/a", None, "/c/depth")]  # one camera: its depth wherever recorded
+    with pytest.raises(ValueError, match="expected a sensor_msgs/msg/Image topic"):
+        find_cameras(topics, depth_topics=["/front/color/camera_info"])
+    with pytest.raises(ValueError, match="two depth topics"):
+        find_cameras({"/a/image": image, "/a/depth/x": image, "/a/depth/y": image}, depth_topics=["/a/depth/x", "/a/depth/y"])
+
+
+def test_depth_topic_gives_the_3d_outputs(tmp_path: Path) -> None:
+    """The synthetic RGB-D recording through the processor with --depth-topic: every frame paired,
+    3D detections whose ids are the 2D ones, points whose instance-k points lie in box k."""
+    from segmentation_ros.ros.depth_outputs import point_cloud_from_message
+    from segmentation_ros.tools.synthetic import generate_sequence, write_sequence_bag
+
+    bag = write_sequence_bag(tmp_path / "rgbd", generate_sequence(3, 3, 160, 120, split="test"))
+    argv = ["bag", str(bag), str(tmp_path / "out"), "--task", "panoptic", "--model", "shapes_lraspp"]
+    argv += ["--model", "shapes_maskrcnn", "--device", "cpu", "--quiet", "--depth-topic", "/camera/depth/image"]
+    code, out, err = run_cli(argv)
+    assert code == 0, err
+    assert "depth: 3 frames, 3 paired, 0 colour frames without depth, 0 unusable" in out
+    msgs = read_bag(tmp_path / "out").msgs
+    assert len(msgs["/camera/points"]) == len(msgs["/camera/detections_3d"]) == len(msgs["/camera/markers"]) == 3
+    assert "/camera/depth/semantic/labels" not in msgs  # the depth image is no camera
+    for (_, det2d), (_, det3d), (_, points) in zip(
+        msgs["/camera/detections"], msgs["/camera/detections_3d"], msgs["/camera/points"], strict=True
+    ):
+        assert det3d.header.stamp == det2d.header.stamp == points.header.stamp
+        assert {d.id for d in det3d.detections} <= {d.id for d in det2d.detections}
+        cloud = point_cloud_from_message(points)
+        xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], 1)
+        for d in det3d.detections:
+            c, size = d.bbox.center.position, d.bbox.size
+            lo = np.array([c.x - size.x / 2, c.y - size.y / 2, c.z - size.z / 2]) - 1e-4
+            hi = np.array([c.x + size.x / 2, c.y + size.y / 2, c.z + size.z / 2]) + 1e-4
+            inside = xyz[cloud["instance"] == int(d.id)]
+            assert np.all((inside >= lo) & (inside <= hi))
+
+
 # ---- tracking -------------------------------------------------------------------------------------
 def _box(detection: Any) -> np.ndarray:
     c, w, h = detection.bbox.center.position, detection.bbox.size_x, detection.bbox.size_y

@@ -33,11 +33,17 @@ def test_demo_writes_a_segmented_bag_with_every_panoptic_output(demo_dir):
     for topic in ("semantic/labels", "instances/ids", "detections", "panoptic/ids", "panoptic/color", "overlay"):
         assert counts[f"/camera/{topic}"] == 3, topic
     assert counts["/camera/label_info"] == 1
+    # the RGB-D camera's depth, paired with every frame: segmented 3D
+    assert counts["/camera/depth/image"] == 3
+    for topic in ("points", "detections_3d", "markers"):
+        assert counts[f"/camera/{topic}"] == 3, topic
 
 
 def test_demo_picture_and_overlays(demo_dir):
     picture = read_image(demo_dir / "demo.png")
-    assert picture.ndim == 3 and picture.shape[0] >= 120 and picture.shape[1] >= 4 * 160  # 4 panels per row
+    assert picture.ndim == 3 and picture.shape[0] >= 120 and picture.shape[1] >= 5 * 160  # 5 panels per row
+    top = picture[:120, 4 * (160 + 4) :]  # the top view of the labelled points and 3D boxes
+    assert top.shape[1] == 160 and (top != 255).any(axis=2).mean() > 0.01
     overlays = sorted((demo_dir / "overlay").glob("*.png"))
     assert len(overlays) == 3
     first = read_image(overlays[0])

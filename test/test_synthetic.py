@@ -15,6 +15,7 @@ from test_bag import assert_rosbag2_reads
 from segmentation_ros.engine.labels import get_label_set
 from segmentation_ros.engine.panoptic import rgb_to_id
 from segmentation_ros.engine.visualize import colorize_instances, colorize_labels
+from segmentation_ros.ros.conversions import image_to_numpy
 from segmentation_ros.ros.messages import SUPPORTED_DISTROS
 from segmentation_ros.tools.synthetic import (
     CameraPose,
@@ -288,5 +289,10 @@ def test_sequence_bag_is_readable_by_the_distros_rosbag2(tmp_path, distro):
     assert_rosbag2_reads(bag, distro)
     with AnyReader([bag]) as reader:
         read = [(c.topic, t) for c, t, _ in reader.messages()]
-    topics = ("/camera/camera_info", "/camera/image_raw")
+        depth = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == "/camera/depth/image"]
+    topics = ("/camera/camera_info", "/camera/image_raw", "/camera/depth/image")
     assert read == [(topic, f.stamp_ns) for f in frames for topic in topics]
+    # the aligned depth image: 32FC1 metres with the colour frame's header, NaN where the sky is
+    for msg, frame in zip(depth, frames, strict=True):
+        assert msg.encoding == "32FC1" and msg.header.stamp.nanosec == frame.stamp_ns % 10**9
+        np.testing.assert_array_equal(image_to_numpy(msg), np.where(np.isfinite(frame.depth), frame.depth, np.nan))

@@ -13,7 +13,16 @@ import numpy as np
 from segmentation_ros.engine.labels import LabelSet, palette
 from segmentation_ros.engine.results import PanopticResult, Segmentation
 
-__all__ = ["colorize_labels", "colorize_instances", "colorize_panoptic", "instance_color", "overlay", "side_by_side"]
+__all__ = [
+    "colorize_labels",
+    "colorize_instances",
+    "colorize_panoptic",
+    "instance_color",
+    "overlay",
+    "point_colors",
+    "side_by_side",
+    "top_view",
+]
 
 _INSTANCE_COLORS = palette(256)[1:]  # distinct, deterministic; 0 stays black
 # Colour of every uint16 instance id: 0 black, then the palette repeating.
@@ -122,3 +131,58 @@ def side_by_side(panels: list[np.ndarray], titles: list[str] | None = None, gap:
         row.append(canvas)
         row.append(np.full((height, gap, 3), 255, np.uint8))
     return np.concatenate(row[:-1], axis=1)
+
+
+def point_colors(labels: np.ndarray, instances: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """(P,) class ids and instance ids of points -> (P, 3) uint8: the instance's colour where the
+    point has one (as in ``instances/ids`` pictures and boxes), else its class colour."""
+    table = label_set.color_table
+    by_class = table[np.minimum(labels, len(table) - 1)] if len(table) else np.zeros((len(labels), 3), np.uint8)
+    by_instance = _INSTANCE_TABLE[np.minimum(instances, len(_INSTANCE_TABLE) - 1)]
+    return np.where((instances > 0)[:, None], by_instance, by_class).astype(np.uint8)
+
+
+def top_view(
+    xyz: np.ndarray,
+    colors: np.ndarray,
+    boxes: list[tuple[int, np.ndarray, np.ndarray]],
+    size: tuple[int, int],
+    max_range: float | None = None,
+) -> np.ndarray:
+    """A bird's-eye picture of optical-frame points (x right, z forward: up in the picture).
+
+    Args:
+        xyz: (P, 3) points in metres.
+        colors: (P, 3) uint8 RGB per point.
+        boxes: (instance id, centre (3,), size (3,)) per 3D object: its footprint in x-z is drawn
+            in the instance's colour with its id.
+        size: (height, width) of the picture.
+        max_range: metres shown ahead of the camera (default: the 98th percentile of z, at least 1).
+
+    Returns:
+        (height, width, 3) uint8 RGB, the camera at the bottom centre, a 1 m grid.
+    """
+    height, width = size
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    z_far = float(max_range or (np.percentile(xyz[:, 2], 98) if len(xyz) else 1.0))
+    z_far = max(z_far, 1.0)
+    scale = min((height - 8) / z_far, (width - 8) / (2 * z_far * 0.75))  # pixels per metre
+
+    def pixel(x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.rint(width / 2 + x * scale).astype(np.int64), np.rint(height - 4 - z * scale).astype(np.int64)
+
+    for metres in range(1, int(z_far) + 1):  # range rings every metre
+        cv2.circle(canvas, (width // 2, height - 4), int(metres * scale), (225, 225, 225), 1, cv2.LINE_AA)
+    u, v = pixel(xyz[:, 0], xyz[:, 2])
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    order = np.argsort(-xyz[inside, 1])  # lowest points (largest y: optical y is down) first, tops last
+    canvas[v[inside][order], u[inside][order]] = colors[inside][order]
+    for instance_id, centre, extent in boxes:
+        (u0, u1), (v1, v0) = (pixel(np.array([centre[0] - extent[0] / 2, centre[0] + extent[0] / 2]),
+                                    np.array([centre[2] - extent[2] / 2, centre[2] + extent[2] / 2])))
+        color = instance_color(instance_id)
+        cv2.rectangle(canvas, (int(u0), int(v0)), (int(u1), int(v1)), color, 2, cv2.LINE_AA)
+        cv2.putText(canvas, str(instance_id), (int(u0), max(int(v0) - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    color, 1, cv2.LINE_AA)
+    cv2.drawMarker(canvas, (width // 2, height - 4), (0, 0, 0), cv2.MARKER_TRIANGLE_UP, 8, 1)
+    return canvas

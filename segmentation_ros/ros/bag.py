@@ -10,7 +10,12 @@ Cameras: every ``sensor_msgs/msg/Image`` and ``sensor_msgs/msg/CompressedImage``
 ``--image-topic`` ones) is one camera. Its namespace is the topic's parent once a trailing
 ``/compressed`` is dropped (``/front/image_raw`` -> ``/front``, ``/cam/image/compressed`` -> ``/cam``);
 ``<namespace>/camera_info``, when recorded, goes with each frame (the latest one before it) and is
-passed on with the frame's header.
+passed on with the frame's header. Image topics with ``depth`` in a name part
+(``/front/depth/image``, ``/front/aligned_depth_to_color/image_raw``) are depth, never a camera;
+``depth_topics`` pairs each with the camera whose namespace shares most of its name (the node's ``depth``: its
+frames are matched to the colour frames by stamp within ``depth_slop`` and give ``points``,
+``detections_3d`` and ``markers``). A depth frame recorded later than the camera's next colour frame
+is too late for its frame (counted as unmatched in the summary).
 Outputs go to ``<namespace>/<output>`` (``/front/semantic/labels``, ``/front/detections``, ...); the
 label infos once per camera, at its first frame's time, as the live node latches them.
 
@@ -101,6 +106,7 @@ class Camera:
     image_topic: str
     namespace: str  # "/front"; "/" for an image topic at the root
     camera_info_topic: str | None = None
+    depth_topic: str | None = None  # an aligned depth image (16UC1 mm / 32FC1 m), paired by stamp
 
     @property
     def name(self) -> str:
@@ -124,25 +130,30 @@ def _without_compressed(topic: str) -> str:
 
 
 def _derived_image_topic(topic: str) -> bool:
-    """Image topics that are no camera: depth payloads and the node's own outputs (an earlier run's)."""
-    if topic.endswith("/compressedDepth"):
+    """Image topics that are no camera: depth images and payloads, the node's own outputs (an earlier run's)."""
+    if topic.endswith("/compressedDepth") or any("depth" in part for part in topic.split("/")):
         return True
     topic = _without_compressed(topic)
     return any(topic.endswith("/" + o.topic) for o in OUTPUTS if o.type == IMAGE)
 
 
-def find_cameras(topics: Mapping[str, str], image_topics: Sequence[str] | None = None) -> list[Camera]:
+def find_cameras(
+    topics: Mapping[str, str], image_topics: Sequence[str] | None = None, depth_topics: Sequence[str] | None = None
+) -> list[Camera]:
     """The cameras of a bag.
 
     Args:
         topics: topic name -> message type of every topic in the bag.
         image_topics: the camera image topics; None or empty for every Image and CompressedImage
-            topic (except compressedDepth and earlier segmentation outputs; where a namespace has a
-            raw and a compressed topic, the raw one).
+            topic (except depth images, compressedDepth and earlier segmentation outputs; where a
+            namespace has a raw and a compressed topic, the raw one).
+        depth_topics: aligned depth image topics, each paired with the camera whose namespace shares
+            the most leading name parts with it (``/cam/aligned_depth_to_color/image_raw`` goes with
+            ``/cam/color/image_raw``), or with the only camera.
 
     Raises:
-        ValueError: a named topic is missing or not an image, two topics share a namespace, or the
-            bag has no image topic.
+        ValueError: a named topic is missing or not an image, two topics share a namespace, the
+            bag has no image topic, or a depth topic belongs to no camera or to one that has one.
     """
     images = sorted(t for t, kind in topics.items() if kind in IMAGE_TYPES)
     if image_topics:
@@ -179,7 +190,40 @@ def find_cameras(topics: Mapping[str, str], image_topics: Sequence[str] | None =
             )
         info = namespace.rstrip("/") + "/camera_info"
         cameras.append(Camera(group[0], namespace, info if topics.get(info) == CAMERA_INFO else None))
-    return cameras
+    return _with_depth(cameras, topics, depth_topics or [])
+
+
+def _common_parts(topic: str, namespace: str) -> int:
+    """Leading name parts ``topic`` and ``namespace`` share (``/cam/aligned_depth_to_color/image_raw``
+    and ``/cam/color``: 1)."""
+    count = 0
+    for a, b in zip(topic.strip("/").split("/"), namespace.strip("/").split("/"), strict=False):
+        if a != b or not a:
+            break
+        count += 1
+    return count
+
+
+def _with_depth(cameras: list[Camera], topics: Mapping[str, str], depth_topics: Sequence[str]) -> list[Camera]:
+    """The cameras with their depth topics (see :func:`find_cameras`)."""
+    paired: dict[str, str] = {}
+    for topic in dict.fromkeys("/" + t.strip("/") for t in depth_topics):
+        if topics.get(topic) != "sensor_msgs/msg/Image":
+            raise ValueError(f"depth topic {topic!r}: expected a sensor_msgs/msg/Image topic of the bag, got {topics.get(topic)}")
+        shared = {c.image_topic: _common_parts(topic, c.namespace) for c in cameras}
+        best = max(shared.values())
+        holders = [c for c in cameras if shared[c.image_topic] == best and (best > 0 or len(cameras) == 1)]
+        if len(holders) != 1:
+            raise ValueError(
+                f"depth topic {topic!r} is in no camera's namespace ({[c.namespace for c in cameras]})"
+                if not holders
+                else f"depth topic {topic!r} could be camera {holders[0].namespace}'s or {holders[1].namespace}'s"
+            )
+        camera = holders[0]
+        if camera.image_topic in paired:
+            raise ValueError(f"camera {camera.image_topic} has two depth topics: {paired[camera.image_topic]}, {topic}")
+        paired[camera.image_topic] = topic
+    return [dataclasses.replace(c, depth_topic=paired.get(c.image_topic)) for c in cameras]
 
 
 # ---- parameters and the model ----------------------------------------------------------------------
@@ -242,6 +286,7 @@ class BagSummary:
     topics: dict[str, int] = field(default_factory=dict)
     rejections: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    depth: Any = None  # the node core's DepthStats when cameras have depth topics
 
     @property
     def fps(self) -> float:
@@ -257,6 +302,13 @@ class BagSummary:
             f"wrote {self.output} ({self.storage}): {self.copied} input messages copied, "
             f"{self.outputs} output messages on {len(self.topics)} topics\n"
             f"{self.wall_s:.1f} s, {self.fps:.2f} frames/s"
+            + (
+                f"\ndepth: {self.depth.received} frames, {self.depth.matched} paired, {self.depth.unmatched} "
+                f"colour frames without depth, {self.depth.rejected} unusable"
+                + (f" ({self.depth.last_error})" if self.depth.last_error else "")
+                if self.depth is not None
+                else ""
+            )
             + "".join(f"\nrejected {line}" for line in self.rejections)
             + (f"\n... and {self.rejected - len(self.rejections)} more" if self.rejected > len(self.rejections) else "")
         )
@@ -362,6 +414,7 @@ class _Processor:
         self.cameras = {c.image_topic: c for c in cameras}
         self.by_name = {c.name: c for c in cameras}
         self.info_topics = {c.camera_info_topic: c for c in cameras if c.camera_info_topic}
+        self.depth_topics = {c.depth_topic: c for c in cameras if c.depth_topic}
         self.camera_of_output = {topic_name(c.name, o.topic): c.name for c in cameras for o in OUTPUTS}
         self.latched = {o.topic for o in OUTPUTS if o.latched}
         self.bag_types = reader.typestore  # the bag's own definitions
@@ -458,6 +511,13 @@ class _Processor:
                             f"unreadable {conn.topic} at {timestamp} ns, keeping the previous one: {exc}",
                             file=sys.stderr,
                         )
+                depth_camera = self.depth_topics.get(conn.topic)
+                if depth_camera is not None:
+                    try:  # kept by the core until its colour frame is processed
+                        self.core.receive_depth(depth_camera.name, self._deserialize(data, conn.msgtype))
+                    except Exception as exc:  # a bad depth frame costs no colour frame
+                        self.core.depth.stats.rejected += 1
+                        tqdm.write(f"unreadable {conn.topic} at {timestamp} ns: {exc}", file=sys.stderr)
                 if camera is None:
                     continue
                 bar.update(1)
@@ -736,6 +796,7 @@ def process_bag(
     core_parameters: Mapping[str, Any],
     *,
     image_topics: Sequence[str] | None = None,
+    depth_topics: Sequence[str] | None = None,
     storage: str | None = None,
     distro: str = "humble",
     overwrite: bool = False,
@@ -752,6 +813,9 @@ def process_bag(
         core_parameters: :class:`~segmentation_ros.ros.node_core.SegmentationCore` parameters (task,
             models, thresholds, ...); ``cameras`` is set from the bag.
         image_topics: the camera image topics; None for every Image / CompressedImage topic.
+        depth_topics: aligned depth image topics (16UC1 mm or 32FC1 m), one per camera at most,
+            each paired with the camera whose namespace holds it; with any, the core runs with
+            ``depth`` (``depth_slop`` and the other depth parameters from ``core_parameters``).
         storage: "mcap" or "sqlite3"; None for the input's.
         distro: ROS 2 distro whose message definitions the outputs (and types the bag does not
             define) use: "humble", "jazzy" or "kilted".
@@ -793,8 +857,12 @@ def process_bag(
     reader = _open_reader(src, typestore)
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
-        cameras = find_cameras(topics, image_topics)
-        core = SegmentationCore({**core_parameters, "cameras": [c.name for c in cameras]}, factory)
+        cameras = find_cameras(topics, image_topics, depth_topics)
+        with_depth = any(c.depth_topic for c in cameras)
+        params = {**core_parameters, "cameras": [c.name for c in cameras]}
+        if with_depth:
+            params["depth"] = True
+        core = SegmentationCore(params, factory)
         taken = sorted(
             c.topic(o.topic) for c in cameras for o in core.outputs() if c.topic(o.topic) in topics
         )
@@ -811,6 +879,8 @@ def process_bag(
                     "outputs of that type could not be decoded (try another --distro)"
                 )
         summary = BagSummary(src, dst, storage or _storage_of(src), cameras)
+        if with_depth:
+            summary.depth = core.depth.stats
         if engine is None:
             core.engine = load_engine(core.params, offline=offline)
         else:

@@ -95,6 +95,8 @@ def core_parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "tracking", False):
         params["tracking"] = True
         params["track_buffer_s"] = args.track_buffer_s
+    if getattr(args, "depth_topics", None):
+        params["depth_slop"] = args.depth_slop
     return params
 
 
@@ -129,6 +131,22 @@ def add_subcommand(subparsers: Any) -> None:
         dest="image_topics",
         metavar="TOPIC",
         help="a camera image topic (Image or CompressedImage); repeat per camera. Default: every image topic",
+    )
+    g.add_argument(
+        "--depth-topic",
+        action="append",
+        default=[],
+        dest="depth_topics",
+        metavar="TOPIC",
+        help="an aligned depth image topic (16UC1 mm or 32FC1 m) of the camera whose namespace holds it; "
+        "repeat per camera; adds points, detections_3d and markers",
+    )
+    g.add_argument(
+        "--depth-slop",
+        type=float,
+        default=0.01,
+        metavar="S",
+        help="with --depth-topic: max stamp difference of a colour and a depth frame paired (default: %(default)s s)",
     )
     g.add_argument(
         "--classes",
@@ -178,6 +196,7 @@ def _run(args: argparse.Namespace) -> int:
                 args.output,
                 core_parameters_from_args(args),
                 image_topics=args.image_topics or None,
+                depth_topics=args.depth_topics or None,
                 storage=args.storage,
                 distro=args.distro,
                 overwrite=args.overwrite,

@@ -1,10 +1,12 @@
 """``segmentation-ros demo``: prove the package segments, offline, on a fresh machine.
 
-1. Record a synthetic Gazebo-style camera drive as a rosbag2 (``camera/``).
-2. Run panoptic segmentation over it with the demo models through the bag processor, exactly as
-   ``segmentation-ros bag`` does (``segmented/``).
+1. Record a synthetic Gazebo-style RGB-D camera drive as a rosbag2 (``camera/``: colour,
+   camera_info and the aligned depth image).
+2. Run panoptic segmentation with depth over it with the demo models through the bag processor,
+   exactly as ``segmentation-ros bag --depth-topic /camera/depth/image`` does (``segmented/``).
 3. Read the output bag back: overlay PNGs per frame, and one picture with input / semantic /
-   instances / panoptic side by side for a few frames (``demo.png``).
+   instances / panoptic / a top view of the labelled points and 3D boxes side by side for a few
+   frames (``demo.png``).
 4. Score the same models on held-out synthetic scenes: mIoU, mask AP, PQ (``metrics.json``).
 """
 
@@ -31,20 +33,36 @@ DEMO_PARAMETERS: dict[str, Any] = {
 }
 
 
-def _bag_images(bag: Path, topics: list[str]) -> dict[str, dict[int, np.ndarray]]:
-    """topic -> {header stamp ns: image array} for the given Image topics of a bag."""
+def _bag_messages(bag: Path, topics: list[str]) -> dict[str, dict[int, Any]]:
+    """topic -> {header stamp ns: message} for the given topics of a bag; Images as arrays."""
     from rosbags.highlevel import AnyReader
 
     from segmentation_ros.ros.conversions import image_to_numpy
     from segmentation_ros.ros.messages import time_to_ns
 
-    out: dict[str, dict[int, np.ndarray]] = {t: {} for t in topics}
+    out: dict[str, dict[int, Any]] = {t: {} for t in topics}
     with AnyReader([bag]) as reader:
         connections = [c for c in reader.connections if c.topic in out]
         for conn, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, conn.msgtype)
-            out[conn.topic][time_to_ns(msg.header.stamp)] = np.array(image_to_numpy(msg))
+            value = np.array(image_to_numpy(msg)) if conn.msgtype == "sensor_msgs/msg/Image" else msg
+            out[conn.topic][time_to_ns(msg.header.stamp)] = value
     return out
+
+
+def _top_view(points: Any, detections: Any, labels: Any, size: tuple[int, int]) -> np.ndarray:
+    """The frame's labelled points from above (instance colour, else class colour) with its 3D boxes."""
+    from segmentation_ros.engine.visualize import point_colors, top_view
+    from segmentation_ros.ros.depth_outputs import point_cloud_from_message
+
+    cloud = point_cloud_from_message(points)
+    xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], 1)
+    colors = point_colors(cloud["label"], cloud["instance"], labels)
+    boxes = []
+    for d in detections.detections:
+        c, s = d.bbox.center.position, d.bbox.size
+        boxes.append((int(d.id), np.array([c.x, c.y, c.z]), np.array([s.x, s.y, s.z])))
+    return top_view(xyz, colors, boxes, size)
 
 
 def run_demo(
@@ -82,14 +100,22 @@ def run_demo(
     camera_bag = write_sequence_bag(
         out / "camera", generate_sequence(frames, seed, width, height, split="val"), overwrite=True
     )
+    ns = "/camera"
     engine = load_engine(params)
     try:
-        summary = process_bag(camera_bag, out / "segmented", params, engine=engine, overwrite=True, progress=progress)
+        summary = process_bag(
+            camera_bag,
+            out / "segmented",
+            params,
+            depth_topics=[f"{ns}/depth/image"],
+            engine=engine,
+            overwrite=True,
+            progress=progress,
+        )
 
         # What the bag holds, as people look at it.
-        ns = "/camera"
         topics = [f"{ns}/image_raw", f"{ns}/overlay", f"{ns}/semantic/labels", f"{ns}/instances/ids", f"{ns}/panoptic/color"]
-        images = _bag_images(out / "segmented", topics)
+        images = _bag_messages(out / "segmented", [*topics, f"{ns}/points", f"{ns}/detections_3d"])
         overlay_dir = out / "overlay"
         shutil.rmtree(overlay_dir, ignore_errors=True)
         for k, (_, overlay) in enumerate(sorted(images[f"{ns}/overlay"].items())):
@@ -104,8 +130,9 @@ def run_demo(
                 colorize_labels(images[f"{ns}/semantic/labels"][stamp], labels),
                 colorize_instances(images[f"{ns}/instances/ids"][stamp]),
                 images[f"{ns}/panoptic/color"][stamp],
+                _top_view(images[f"{ns}/points"][stamp], images[f"{ns}/detections_3d"][stamp], labels, (height, width)),
             ]
-            rows.append(side_by_side(panels, ["input", "semantic", "instances", "panoptic"]))
+            rows.append(side_by_side(panels, ["input", "semantic", "instances", "panoptic", "3D, from above"]))
         picture = np.concatenate([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows])[:-4]
         write_png(out / "demo.png", picture)
 

@@ -178,8 +178,12 @@ def write_sequence_bag(
     distro: str = "humble",
     storage: str = "mcap",
     overwrite: bool = False,
+    depth: bool = True,
 ) -> Path:
-    """Record scenes as a rosbag2 camera: ``<namespace>/image_raw`` (rgb8) + ``<namespace>/camera_info``.
+    """Record scenes as a rosbag2 RGB-D camera: ``<namespace>/image_raw`` (rgb8),
+    ``<namespace>/camera_info`` and, with ``depth``, ``<namespace>/depth/image`` (32FC1 metres along
+    the optical axis, NaN where nothing is hit: the sky), aligned to the colour image and with its
+    stamp, as an ``aligned_depth_to_color`` topic is.
 
     Receive times equal the frames' stamps, so the bag plays as a live camera (``ros2 bag play``).
     Written atomically, in the metadata version that ``distro``'s rosbag2 reads, like every bag of
@@ -193,6 +197,7 @@ def write_sequence_bag(
         distro: message definitions to record ("humble", "jazzy", "kilted").
         storage: "mcap" or "sqlite3".
         overwrite: replace an existing bag (only once the new one is complete).
+        depth: also record the aligned depth image.
 
     Returns:
         the bag directory.
@@ -226,6 +231,11 @@ def write_sequence_bag(
             info_conn = writer.add_connection(
                 info_topic, "sensor_msgs/msg/CameraInfo", typestore=store, offered_qos_profiles=qos
             )
+            depth_conn = None
+            if depth:
+                depth_conn = writer.add_connection(
+                    f"{namespace}/depth/image", "sensor_msgs/msg/Image", typestore=store, offered_qos_profiles=qos
+                )
             for scene in scenes:
                 header = make_header(factory, scene.stamp_ns, frame_id)
                 k = scene.intrinsics
@@ -243,4 +253,8 @@ def write_sequence_bag(
                 image = numpy_to_image(scene.image, "rgb8", header, factory)
                 writer.write(info_conn, scene.stamp_ns, factory.serialize(info, "sensor_msgs/msg/CameraInfo"))
                 writer.write(image_conn, scene.stamp_ns, factory.serialize(image, "sensor_msgs/msg/Image"))
+                if depth_conn is not None:
+                    meters = np.where(np.isfinite(scene.depth), scene.depth, np.nan).astype(np.float32)
+                    msg = numpy_to_image(meters, "32FC1", header, factory)
+                    writer.write(depth_conn, scene.stamp_ns, factory.serialize(msg, "sensor_msgs/msg/Image"))
     return dst
