@@ -163,10 +163,16 @@ def endpoint_qos(probe: Probe, node: LiveNode, topic: str, kind: str) -> Any:
     return mine[0].qos_profile
 
 
-def publish_until(probe: Probe, publisher: Any, msg: Any, done: Any, what: str, period: float = 3.0) -> None:
-    """Publish ``msg`` and wait for ``done()``, publishing again every ``period`` s (best effort input)."""
+def publish_until(
+    probe: Probe, publisher: Any, msg: Any, done: Any, what: str, period: float = 3.0, before: Any = None
+) -> None:
+    """Publish ``msg`` and wait for ``done()``, publishing again every ``period`` s (best effort input);
+    ``before()`` publishes what must come first each time (camera_info, depth)."""
     deadline = time.monotonic() + OUTPUT_WAIT_S
     while True:
+        if before is not None:
+            before()
+            time.sleep(0.1)
         publisher.publish(msg)
         try:
             probe.wait_for(done, min(period, max(0.1, deadline - time.monotonic())), what)
@@ -301,12 +307,13 @@ def test_colour_and_depth_give_the_3d_outputs(probe: Probe, panoptic: LiveNode) 
     f = RclpyFactory()
     k = scene.intrinsics
     header = make_header(f, stamp, frame_id)
-    pubs["camera_info"].publish(
-        f.new(INFO, header=header, height=HEIGHT, width=WIDTH, k=list(k.k), p=list(k.p))
-    )
-    depth = np.where(np.isfinite(scene.depth), scene.depth, np.nan).astype(np.float32)
-    pubs["depth/image"].publish(numpy_to_image(depth, "32FC1", header, f))
-    time.sleep(0.2)
+    info = f.new(INFO, header=header, height=HEIGHT, width=WIDTH, k=list(k.k), p=list(k.p))
+    meters = np.where(np.isfinite(scene.depth), scene.depth, np.nan).astype(np.float32)
+    depth = numpy_to_image(meters, "32FC1", header, f)
+
+    def camera_info_and_depth() -> None:  # best effort, like a driver: sent again with each try
+        pubs["camera_info"].publish(info)
+        pubs["depth/image"].publish(depth)
 
     def markers_of_stamp() -> list[Any]:
         return [
@@ -324,6 +331,7 @@ def test_colour_and_depth_give_the_3d_outputs(probe: Probe, panoptic: LiveNode) 
             and markers_of_stamp()
         ),
         f"the 3D outputs of stamp {stamp}",
+        before=camera_info_and_depth,
     )
     ids_2d = {d.id for d in stamped(probe, topics["detections"], stamp)[0].detections}
     det3d = stamped(probe, topics["detections_3d"], stamp)[0]
