@@ -18,46 +18,12 @@ from __future__ import annotations
 
 import argparse
 
-import cv2
 import numpy as np
-import torch
 
 from segmentation_ros.engine.depth import DepthConfig, PinholeIntrinsics, depth_in_meters, fuse_depth
-from segmentation_ros.engine.labels import get_label_set
 from segmentation_ros.engine.pipeline import EngineConfig, SegmentationEngine
-from segmentation_ros.engine.results import InstanceResult, Segmentation, SemanticResult
-from segmentation_ros.tools.synthetic import generate_scene
-
-
-def true_segmentation(scene, bleed_px: int) -> Segmentation:
-    """The scene's instances and classes, each mask grown by ``bleed_px`` onto no-instance pixels."""
-    n = scene.num_instances
-    ids = np.arange(1, n + 1, dtype=np.int32)
-    id_map = scene.instances.copy()
-    if bleed_px:
-        kernel = np.ones((2 * bleed_px + 1,) * 2, np.uint8)
-        for k in ids:
-            grown = cv2.dilate((scene.instances == k).astype(np.uint8), kernel) > 0
-            id_map[grown & (id_map == 0)] = k
-    labels = get_label_set("shapes")
-    instances = InstanceResult(
-        ids,
-        scene.instance_class_ids.astype(np.int64),
-        np.full(n, 0.9, np.float32),
-        np.zeros((n, 4), np.float32),
-        torch.from_numpy(id_map[None] == ids[:, None, None]),
-        id_map,
-        labels,
-    )
-    semantic = SemanticResult(scene.semantic, np.zeros_like(scene.semantic), labels)
-    return Segmentation(*scene.semantic.shape, semantic=semantic, instances=instances)
-
-
-def visible_points(scene, instance: int) -> np.ndarray:
-    k = scene.intrinsics
-    v, u = np.nonzero((scene.instances == instance) & np.isfinite(scene.depth))
-    z = scene.depth[v, u].astype(np.float64)
-    return np.stack([(u - k.cx) / k.fx * z, (v - k.cy) / k.fy * z, z], 1)
+from segmentation_ros.engine.results import Segmentation
+from segmentation_ros.tools.synthetic import generate_scene, true_segmentation, visible_points
 
 
 def errors(scene, result: Segmentation, matched: dict[int, int]) -> list[tuple[float, float]]:

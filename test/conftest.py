@@ -70,3 +70,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     for node in list(getattr(live_ros, "RUNNING", ())):
         report.sections.append((f"{node.fqn} stacks", node.stacks() or "(exited, or no py-spy)"))
         report.sections.append((f"{node.fqn} log", node.log()[-4000:]))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything reaches OpenCV's decoder (a bomb must be refused from its header)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("cv2.imdecode was called: the payload was not refused from its header")
+
+    import cv2
+
+    monkeypatch.setattr(cv2, "imdecode", refuse)

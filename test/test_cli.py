@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from bombs import bomb_png
 
 from segmentation_ros.engine.panoptic import rgb_to_id
 from segmentation_ros.engine.registry import get_model_entry, list_models
@@ -140,23 +141,13 @@ SEMANTIC = ["segment", "--task", "semantic", "--model", "lraspp_mobilenet_v3_lar
 SEMANTIC += ["--device", "cpu", "--quiet"]
 
 
-def _png_declaring(width: int, height: int) -> bytes:
-    """A valid 8x8 PNG whose IHDR (CRC fixed) declares ``width`` x ``height``: a few hundred bytes."""
-    import struct
-    import zlib
-
-    ok, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))
-    data = bytearray(png.tobytes())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 def test_an_image_declaring_absurd_dimensions_is_skipped_and_the_rest_processed(tmp_path, capsys) -> None:
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_declaring(50000, 50000))  # OpenCV itself raised cv2.error and the run aborted
+    bomb.write_bytes(bomb_png(50000, 50000))  # OpenCV itself raised cv2.error and the run aborted
     huge = tmp_path / "huge.png"
-    huge.write_bytes(_png_declaring(20000, 20000))
+    huge.write_bytes(bomb_png(20000, 20000))
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), np.full((24, 32, 3), 90, np.uint8))
     out = tmp_path / "out"

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from bombs import bomb_jpeg, bomb_png
 
 from segmentation_ros.ros.conversions import (
     COLOR_ENCODINGS,
@@ -494,36 +495,6 @@ def test_16_bit_files_and_messages_scale_alike(humble: RosbagsFactory, tmp_path)
 # --- hardening: any message content gives ConversionError or a valid image -------------------------
 # The names new with the pixel limit are imported inside the tests, so that this module still loads
 # against older code and each test fails on its own.
-
-
-def bomb_jpeg(width: int, height: int) -> bytes:
-    """A valid 8x8 JPEG (631 bytes) whose frame header (SOF0) declares ``width`` x ``height``."""
-    ok, jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
-    data = bytearray(jpeg.tobytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
-def bomb_png(width: int, height: int, pixels: np.ndarray | None = None) -> bytes:
-    """A valid small PNG whose IHDR (CRC fixed, so it stays a well-formed PNG) declares ``width`` x ``height``."""
-    import zlib
-
-    ok, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8) if pixels is None else pixels)
-    data = bytearray(png.tobytes())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-@pytest.fixture
-def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything reaches OpenCV's decoder (a bomb must be refused from its header)."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("cv2.imdecode was called: the payload was not refused from its header")
-
-    monkeypatch.setattr(cv2, "imdecode", refuse)
 
 
 @pytest.mark.parametrize("encoding", COLOR_ENCODINGS)

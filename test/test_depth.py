@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,8 +16,7 @@ from segmentation_ros.engine.depth import (
     depth_in_meters,
     fuse_depth,
 )
-from segmentation_ros.engine.labels import get_label_set
-from segmentation_ros.engine.results import InstanceResult, Segmentation, SemanticResult
+from segmentation_ros.tools.synthetic import true_segmentation, visible_points
 from segmentation_ros.tools.synthetic.sampling import generate_scene
 from segmentation_ros.tools.synthetic.world import Scene
 
@@ -30,39 +28,6 @@ def scenes(width: int, height: int, count: int = 8) -> tuple[Scene, ...]:
     return tuple(generate_scene(7, width, height, split="test", index=i) for i in range(count))
 
 
-def segmentation(scene: Scene, bleed_px: int = 0) -> Segmentation:
-    """The scene's true instances and classes; with ``bleed_px``, every mask grows by that many
-    pixels onto pixels of no instance (behind the object: ground or sky), as predicted masks do."""
-    n = scene.num_instances
-    ids = np.arange(1, n + 1, dtype=np.int32)
-    id_map = scene.instances.copy()
-    if bleed_px:
-        kernel = np.ones((2 * bleed_px + 1,) * 2, np.uint8)
-        for k in ids:
-            grown = cv2.dilate((scene.instances == k).astype(np.uint8), kernel) > 0
-            id_map[grown & (id_map == 0)] = k
-    labels = get_label_set("shapes")
-    instances = InstanceResult(
-        ids=ids,
-        class_ids=scene.instance_class_ids.astype(np.int64),
-        scores=np.linspace(0.9, 0.5, n, dtype=np.float32),
-        boxes=np.zeros((n, 4), np.float32),
-        masks=torch.from_numpy(id_map[None] == ids[:, None, None]),
-        instance_ids=id_map,
-        label_set=labels,
-    )
-    semantic = SemanticResult(scene.semantic, np.zeros_like(scene.semantic), labels)
-    return Segmentation(*scene.semantic.shape, semantic=semantic, instances=instances)
-
-
-def true_points(scene: Scene, instance: int) -> np.ndarray:
-    """(P, 3) float64 exact optical-frame points of the instance's visible pixels."""
-    k = scene.intrinsics
-    v, u = np.nonzero((scene.instances == instance) & np.isfinite(scene.depth))
-    z = scene.depth[v, u].astype(np.float64)
-    return np.stack([(u - k.cx) / k.fx * z, (v - k.cy) / k.fy * z, z], 1)
-
-
 def object_errors(
     width: int, height: int, bleed_px: int, config: DepthConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -71,9 +36,9 @@ def object_errors(
     centroid, box = [], []
     for scene in scenes(width, height):
         k = PinholeIntrinsics.from_k(scene.intrinsics.k)
-        out = fuse_depth(segmentation(scene, bleed_px), depth_in_meters(scene.depth), k, config)
+        out = fuse_depth(true_segmentation(scene, bleed_px), depth_in_meters(scene.depth), k, config)
         for obj in out.objects:
-            truth = true_points(scene, obj.id)
+            truth = visible_points(scene, obj.id)
             if len(truth) < 50:
                 continue
             lo, hi = truth.min(0), truth.max(0)
@@ -103,7 +68,7 @@ def test_exact_masks_give_exact_objects_when_nothing_is_rejected():
     scene = scenes(320, 240)[0]
     config = DepthConfig(max_range_m=0, outlier_mads=1e6, edge_px=0, min_points=1)
     out = fuse_depth(
-        segmentation(scene),
+        true_segmentation(scene),
         depth_in_meters(scene.depth),
         PinholeIntrinsics.from_k(scene.intrinsics.k),
         config,
@@ -111,7 +76,7 @@ def test_exact_masks_give_exact_objects_when_nothing_is_rejected():
     seen = {int(i) for i in np.unique(scene.instances[np.isfinite(scene.depth)]) if i}
     assert {o.id for o in out.objects} == seen
     for obj in out.objects:
-        truth = true_points(scene, obj.id)
+        truth = visible_points(scene, obj.id)
         np.testing.assert_allclose(obj.centroid, truth.mean(0), atol=1e-4)
         np.testing.assert_allclose(obj.size, np.ptp(truth, 0), atol=1e-4)
         assert obj.num_points == len(truth)
@@ -124,7 +89,7 @@ def test_points_reproject_to_their_pixels_with_true_labels(device):
     k = PinholeIntrinsics.from_k(scene.intrinsics.k)
     config = DepthConfig(point_stride=1, max_range_m=0, outlier_mads=1e6, edge_px=0, min_points=1)
     cloud = fuse_depth(
-        segmentation(scene),
+        true_segmentation(scene),
         depth_in_meters(scene.depth),
         k,
         config,
@@ -151,7 +116,7 @@ def test_points_reproject_to_their_pixels_with_true_labels(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_every_point_of_instance_k_lies_in_box_k(device):
     scene = scenes(320, 240)[2]
-    seg = segmentation(scene, bleed_px=4)
+    seg = true_segmentation(scene, bleed_px=4)
     depth = depth_in_meters(scene.depth)
     out = fuse_depth(
         seg,
@@ -177,7 +142,7 @@ def test_stride_range_and_min_points():
     scene = scenes(320, 240)[3]
     k = PinholeIntrinsics.from_k(scene.intrinsics.k)
     depth = depth_in_meters(scene.depth)
-    out = fuse_depth(segmentation(scene), depth, k, DepthConfig(point_stride=4, max_range_m=8.0), points=True)
+    out = fuse_depth(true_segmentation(scene), depth, k, DepthConfig(point_stride=4, max_range_m=8.0), points=True)
     assert len(out.points) == int((np.isfinite(depth[::4, ::4]) & (depth[::4, ::4] <= 8.0)).sum())
     assert out.points.xyz[:, 2].max() <= 8.0
     # an instance with fewer valid readings than min_points has no object and no points of its own
@@ -186,7 +151,7 @@ def test_stride_range_and_min_points():
     )
     limit = int(np.median(sizes[1:][sizes[1:] > 0]))
     few = DepthConfig(point_stride=1, max_range_m=8.0, min_points=limit, outlier_mads=1e6, edge_px=0)
-    out = fuse_depth(segmentation(scene), depth, k, few, points=True)
+    out = fuse_depth(true_segmentation(scene), depth, k, few, points=True)
     kept = {o.id for o in out.objects}
     assert kept == {i for i in range(1, len(sizes)) if sizes[i] >= limit}
     assert set(np.unique(out.points.instance)) - {0} == kept
@@ -196,9 +161,9 @@ def test_no_instances_and_no_depth_readings():
     scene = scenes(320, 240)[0]
     k = PinholeIntrinsics.from_k(scene.intrinsics.k)
     empty = np.full(scene.depth.shape, np.nan, np.float32)
-    out = fuse_depth(segmentation(scene), empty, k, points=True)
+    out = fuse_depth(true_segmentation(scene), empty, k, points=True)
     assert out.objects == [] and len(out.points) == 0
-    seg = segmentation(scene)
+    seg = true_segmentation(scene)
     seg.instances = None
     out = fuse_depth(seg, depth_in_meters(scene.depth), k, points=True)
     assert out.objects == [] and not out.points.instance.any()
@@ -242,4 +207,4 @@ def test_intrinsics_and_config_errors():
         DepthConfig(max_range_m=float("nan")).validate()
     scene = scenes(320, 240)[0]
     with pytest.raises(ValueError, match="does not match"):
-        fuse_depth(segmentation(scene), np.zeros((10, 10), np.float32), PinholeIntrinsics(1, 1, 0, 0))
+        fuse_depth(true_segmentation(scene), np.zeros((10, 10), np.float32), PinholeIntrinsics(1, 1, 0, 0))

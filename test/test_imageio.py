@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bombs import bomb_png
 
 from segmentation_ros.engine import imageio
 
@@ -104,24 +105,6 @@ def _encoded(ext: str, pixels: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def _png_declaring(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    data = bytearray(_encoded(".png", np.zeros((8, 8), np.uint8)))
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-@pytest.fixture
-def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cv2
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("cv2.imdecode was called")
-
-    monkeypatch.setattr(cv2, "imdecode", refuse)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +119,7 @@ def test_the_header_gives_format_and_size_without_decoding(ext: str, name: str, 
 
 def test_read_image_refuses_a_bomb_from_its_header(tmp_path: Path, no_decoding: None) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_declaring(32768, 32768))  # 1 gigapixel declared in under 100 bytes
+    path.write_bytes(bomb_png(32768, 32768))  # 1 gigapixel declared in under 100 bytes
     with pytest.raises(imageio.ImageTooLargeError, match=r"bomb.png declares 32768x32768 = 1073741824 pixels, over the limit of 40000000"):
         imageio.read_image(path)
     assert imageio.DEFAULT_MAX_PIXELS == 40_000_000

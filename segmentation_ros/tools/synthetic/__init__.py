@@ -43,6 +43,8 @@ from segmentation_ros.tools.synthetic.export import (
     CocoDataset,
     render_preview,
     to_coco,
+    true_segmentation,
+    visible_points,
     write_dataset,
     write_sequence_bag,
 )
@@ -80,6 +82,8 @@ __all__ = [
     "render_preview",
     "shapes_categories",
     "to_coco",
+    "true_segmentation",
+    "visible_points",
     "write_dataset",
     "write_sequence_bag",
 ]

@@ -17,6 +17,7 @@ from pycocotools import mask as mask_utils
 from segmentation_ros.engine.imageio import atomic_write_bytes, write_png
 from segmentation_ros.engine.labels import get_label_set
 from segmentation_ros.engine.panoptic import id_to_rgb
+from segmentation_ros.engine.results import Segmentation
 from segmentation_ros.tools.synthetic.sampling import generate_scenes
 from segmentation_ros.tools.synthetic.world import Scene, _labels, shapes_categories
 
@@ -155,6 +156,46 @@ def write_dataset(
 
 # --------------------------------------------------------------------------------------------
 # Preview
+
+
+def true_segmentation(scene: Scene, bleed_px: int = 0) -> Segmentation:
+    """The scene's ground truth as the engine's result: its instances (ids 1..N, their classes,
+    scores 0.9 down to 0.5) and its semantic labels; with ``bleed_px``, every instance mask grown by
+    that many pixels onto pixels of no instance (the ground or sky behind it), as predicted masks
+    bleed at their edges. For measuring what comes after the engine (depth fusion, tracking)."""
+    import cv2
+    import torch
+
+    from segmentation_ros.engine.results import InstanceResult, SemanticResult
+
+    n = scene.num_instances
+    ids = np.arange(1, n + 1, dtype=np.int32)
+    id_map = scene.instances.copy()
+    if bleed_px:
+        kernel = np.ones((2 * bleed_px + 1,) * 2, np.uint8)
+        for k in ids:
+            grown = cv2.dilate((scene.instances == k).astype(np.uint8), kernel) > 0
+            id_map[grown & (id_map == 0)] = k
+    labels = get_label_set("shapes")
+    instances = InstanceResult(
+        ids=ids,
+        class_ids=scene.instance_class_ids.astype(np.int64),
+        scores=np.linspace(0.9, 0.5, n, dtype=np.float32),
+        boxes=np.zeros((n, 4), np.float32),
+        masks=torch.from_numpy(id_map[None] == ids[:, None, None]),
+        instance_ids=id_map,
+        label_set=labels,
+    )
+    semantic = SemanticResult(scene.semantic, np.zeros_like(scene.semantic), labels)
+    return Segmentation(*scene.semantic.shape, semantic=semantic, instances=instances)
+
+
+def visible_points(scene: Scene, instance: int) -> np.ndarray:
+    """(P, 3) float64 exact optical-frame points [m] of an instance's visible pixels."""
+    k = scene.intrinsics
+    v, u = np.nonzero((scene.instances == instance) & np.isfinite(scene.depth))
+    z = scene.depth[v, u].astype(np.float64)
+    return np.stack([(u - k.cx) / k.fx * z, (v - k.cy) / k.fy * z, z], 1)
 
 
 def render_preview(scene: Scene) -> np.ndarray:
