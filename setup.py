@@ -31,6 +31,7 @@ requirements = [
     "motmetrics>=1.4",
 ]
 install_requires = ["setuptools"] if os.environ.get("AMENT_PREFIX_PATH") else requirements
+ONNX_REQUIREMENTS = ["onnxruntime>=1.17", "onnx>=1.16", "onnxscript>=0.3"]
 
 setup(
     name=package_name,
@@ -48,7 +49,18 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "catkin_pkg>=1.0", "ruff>=0.4", "import-linter>=2.0", "py-spy>=0.3", "hypothesis>=6"],
+        # runtime "onnxruntime" (engine/runtimes/onnx.py): the session, and torch's exporter's own needs.
+        # For the CUDA and TensorRT providers install onnxruntime-gpu instead of onnxruntime.
+        "onnx": ONNX_REQUIREMENTS,
+        "test": [
+            "pytest>=7",
+            "catkin_pkg>=1.0",
+            "ruff>=0.4",
+            "import-linter>=2.0",
+            "py-spy>=0.3",
+            "hypothesis>=6",
+            *ONNX_REQUIREMENTS,  # CI runs the ONNX Runtime tests (test/test_runtimes.py)
+        ],
     },
     zip_safe=True,
     maintainer="segmentation_ros developers",

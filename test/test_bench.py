@@ -478,3 +478,85 @@ def test_demo_workload_runs_the_shipped_trained_weights() -> None:
     (case,) = report["cases"]
     assert case["weights"] == "DEFAULT" and case["models"] == ["shapes_lraspp", "shapes_maskrcnn"]
     assert _positive(case["overhead_ratio"])
+
+
+# ---- runtime as a dimension ---------------------------------------------------------------------------------
+def test_runtime_is_a_dimension(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--runtime torch --runtime onnxruntime: every variant of ours and forward once per runtime, the
+    ONNX Runtime ones named ..._ort, with runtime_speedup = the torch variant / its _ort twin."""
+    monkeypatch.setenv("SEGMENTATION_ROS_ONNX_CACHE", str(tmp_path))  # not the user's cache
+    options = _tiny("cpu", [_case(SEMANTIC)], runtimes=("torch", "onnxruntime"), semantic_input_size=0)
+    report = bench.run_benchmark(options)
+    (case,) = report["cases"]
+    assert report["options"]["runtimes"] == ["torch", "onnxruntime"]
+    assert "runtime_speedup" in report["definitions"]
+    onnx = ["ours_fp32_ort", "ours_fp32_ort_no_visual", "forward_fp32_ort"]
+    assert {"ours_fp32", "ours_fp32_no_visual", "forward_fp32", *onnx} <= set(case["variants"])
+    step = {name: v["step_ms"] for name, v in case["variants"].items()}
+    assert case["ratios"]["runtime_speedup"] == {
+        name: round(step[name.replace("_ort", "")] / step[name], 3) for name in onnx
+    }
+    overhead = case["ratios"]["overhead"]["ours_fp32_ort"]
+    assert overhead == round(step["ours_fp32_ort"] / step["forward_fp32_ort"], 3)
+    assert list(tmp_path.glob("shapes_lraspp-semantic-1x3x30x40-*.onnx"))  # exported once, in the warm-up
+    header = bench.format_table(report).splitlines()[1]
+    assert header.rstrip().endswith("multicam  vs torch")
+    assert not [t for t in report["targets"] if "onnxruntime" in t["target"]]  # the demo model is not judged
+
+
+def _runtime_case(model: str, speedup: float, network: list[int]) -> dict[str, Any]:
+    return {
+        "workload": f"semantic:{model}",
+        "task": "semantic",
+        "models": [model],
+        "width": 320,  # a 640x480 case would be judged by the GPU targets too
+        "height": 240,
+        "batch": 1,
+        "network_input": {"semantic": network},
+        "overhead_ratio": 1.0,
+        "ratios": {
+            "overhead": {"ours_fp32": 1.0},
+            "runtime_speedup": {
+                "ours_fp32_ort": speedup,
+                "ours_fp32_ort_no_visual": 9.0,  # never judged: not every output
+                "forward_fp32_ort": 9.0,  # never judged: not end to end
+            },
+        },
+        "variants": {},
+    }
+
+
+@pytest.mark.parametrize(
+    "model, speedup, network, device, passed",
+    [
+        ("lraspp_mobilenet_v3_large", 1.5, [240, 320], "cpu", True),
+        ("deeplabv3_mobilenet_v3_large", 1.49, [240, 320], "cpu", False),
+        ("lraspp_mobilenet_v3_large", 1.2, [168, 224], "cpu", "absent"),  # not at camera resolution
+        ("deeplabv3_resnet50", 1.2, [240, 320], "cpu", "absent"),  # not a model the target names
+        ("lraspp_mobilenet_v3_large", 1.2, [240, 320], "cuda", None),  # a CPU target
+    ],
+    ids=["at_threshold", "just_below", "resized", "other_model", "cuda_run"],
+)
+def test_runtime_target(model: str, speedup: float, network: list[int], device: str, passed: Any) -> None:
+    case = _runtime_case(model, speedup, network)
+    report = {"machine": {"device_type": device}, "cases": [case], "paste": []}
+    judged = [t for t in bench.judge_targets(report) if "onnxruntime" in t["target"]]
+    if passed == "absent":
+        assert judged == []
+        return
+    (target,) = judged  # end to end, with every output: not _no_visual, not forward
+    assert target["target"] == "onnxruntime end to end >= 1.5x torch eager (network at camera resolution)"
+    assert (target["device"], target["variant"], target["passed"]) == ("cpu", "ours_fp32_ort", passed)
+    assert target["case"] == f"{model} 320x240 b1" and target["value"] == speedup
+    assert target["note"] == ("" if device == "cpu" else "judged on the CPU only")
+
+
+def test_runtime_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = bench_command.argparse.ArgumentParser()
+    bench_command.add_subcommand(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--device", "cpu", "--runtime", "onnxruntime", "--runtime", "torch"])
+    assert bench.options_from_args(args).runtimes == ("onnxruntime", "torch")
+    assert bench.options_from_args(parser.parse_args(["bench", "--device", "cpu"])).runtimes == ("torch",)
+    with pytest.raises(ValueError, match="runtimes must be one or more of"):
+        bench.run_benchmark(_tiny("cpu", [_case(SEMANTIC)], runtimes=()))
+    assert bench.RUNTIME_SPEEDUP_TARGET == 1.5 and "deeplabv3_mobilenet" in bench.WORKLOADS

@@ -65,6 +65,7 @@ DIAGNOSTIC_KEYS = [
     "task",
     "device",
     "models",
+    "runtime",
     "input_rate_hz",
     "output_rate_hz",
     "latency_p50_ms",

@@ -37,6 +37,7 @@ STRING_PARAMETERS = {
     "instance_labels",
     "device",
     "precision",
+    "runtime",
 }
 DOUBLE_PARAMETERS = {
     "score_threshold",

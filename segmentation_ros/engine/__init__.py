@@ -8,8 +8,10 @@ Frames (numpy images) in, results at camera resolution out (:mod:`.results`), on
   :mod:`.labels`: what a model is, the weights it loads and the classes it names.
 * :mod:`.models`: model families registered as plugins (the demo ``shapes_*`` models).
 * :mod:`.panoptic` (fusion, a pure function), :mod:`.masks` (mask paste), :mod:`.upsample`
-  (semantic labels at camera size), :mod:`.cuda_graphs`.
+  (semantic labels at camera size), :mod:`.cuda_graphs`; :mod:`.runtimes` (ONNX Runtime for the
+  fixed-shape network parts, ``runtime: onnxruntime``).
 * :mod:`.tracking`: instance ids that persist across frames (ByteTrack-style).
+* :mod:`.depth`: segmented 3D from an aligned depth image (back-projection, robust 3D boxes, points).
 * Shared helpers every layer uses: :mod:`.imageio` (image files, atomic writes), :mod:`.paths`
   (installed data), :mod:`.visualize` (colour maps and overlays).
 

@@ -19,7 +19,8 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,7 +42,11 @@ from segmentation_ros.engine.masks import (
 from segmentation_ros.engine.panoptic import encode_panoptic, fuse_panoptic
 from segmentation_ros.engine.registry import LoadedModel, build_model, get_model_entry
 from segmentation_ros.engine.results import InstanceResult, PanopticResult, Segmentation, SemanticResult
+from segmentation_ros.engine.runtimes import RUNTIMES
 from segmentation_ros.engine.upsample import upsampled_argmax
+
+if TYPE_CHECKING:
+    from segmentation_ros.engine.runtimes.onnx import NetworkSpec
 
 __all__ = [
     "EngineConfig",
@@ -51,6 +56,7 @@ __all__ = [
     "panoptic_label_space",
     "TASKS",
     "PRECISIONS",
+    "RUNTIMES",
     "RUNTIME_PARAMETERS",
     "upsampled_argmax",
     "CPU_BATCH_PIXELS",
@@ -123,7 +129,19 @@ class EngineConfig:
             the training size for the demo models). At most :data:`MAX_NETWORK_SIDE`.
         channels_last: NHWC memory format on CUDA (faster convolutions on tensor cores).
         cuda_graphs: replay the fixed-shape parts (whole semantic network; Mask R-CNN backbone,
-            FPN and RPN head) as CUDA graphs, captured once per input shape (CUDA only).
+            FPN and RPN head) as CUDA graphs, captured once per input shape (CUDA only, runtime
+            "torch").
+        runtime: what runs those fixed-shape parts: "torch" (eager; CUDA graphs on CUDA) or
+            "onnxruntime" (exported to ONNX on first use per model, weights and input shape, cached
+            on disk, run by ONNX Runtime: see :mod:`segmentation_ros.engine.runtimes.onnx`; needs
+            ``pip install 'segmentation-ros[onnx]'``). The rest of the pipeline is the same. With
+            "onnxruntime", precision "fp16" lets TensorRT use FP16 kernels (other providers run
+            FP32); "bf16" is refused.
+        onnx_providers: ONNX Runtime execution providers in order ("tensorrt", "cuda", "cpu" or
+            full names); empty: ``SEGMENTATION_ROS_ONNX_PROVIDERS``, else TensorRT > CUDA > CPU
+            (those installed) on CUDA, CPU on the CPU.
+        onnx_cache_dir: where exports are cached (None: ``SEGMENTATION_ROS_ONNX_CACHE``, else
+            ``~/.cache/segmentation_ros/onnx``).
         offline: never download weights (None: ``SEGMENTATION_ROS_OFFLINE``).
 
     Frame geometry: every frame is checked by :func:`validate_frame` (sides at least
@@ -153,6 +171,9 @@ class EngineConfig:
     semantic_input_size: int = -1
     channels_last: bool = True
     cuda_graphs: bool = True
+    runtime: str = "torch"
+    onnx_providers: tuple[str, ...] = ()
+    onnx_cache_dir: str | None = None
     offline: bool | None = None
 
     def validate(self) -> EngineConfig:
@@ -161,6 +182,22 @@ class EngineConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.runtime == "onnxruntime" and self.precision == "bf16":
+            raise ValueError(
+                "precision bf16 is not available with runtime 'onnxruntime' (fp16 lets TensorRT use FP16 "
+                "kernels; fp32 otherwise)"
+            )
+        if self.onnx_providers:
+            if self.runtime != "onnxruntime":
+                raise ValueError(
+                    f"onnx_providers {list(self.onnx_providers)} given, but runtime is {self.runtime!r}"
+                )
+            from segmentation_ros.engine.runtimes.onnx import canonical_provider
+
+            for provider in self.onnx_providers:
+                canonical_provider(provider)  # raises ValueError naming it
         for name in ("score_threshold", "mask_threshold", "overlap_threshold"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
@@ -341,6 +378,10 @@ class SegmentationEngine:
         cfg = self.config
         if cfg.precision != "fp32" and self.device.type != "cuda":
             log.warning("precision %s needs CUDA; running fp32 on %s", cfg.precision, self.device)
+        if cfg.runtime == "onnxruntime":  # before the weights load: a missing extra fails at once
+            from segmentation_ros.engine.runtimes.onnx import import_onnxruntime
+
+            import_onnxruntime()
         self.semantic_model: LoadedModel | None = None
         self.instance_model: LoadedModel | None = None
         if cfg.task in ("semantic", "panoptic"):
@@ -357,8 +398,8 @@ class SegmentationEngine:
             self._inst_mean, self._inst_std = self._pixel_scale(transform.image_mean, transform.image_std)
         self._sem_mean, self._sem_std = self._pixel_scale(IMAGENET_MEAN, IMAGENET_STD)
         self._upload = _Uploader(self.device)
-        self._semantic_forward = self._accelerate(self._semantic_network)
-        self._instance_trunk = self._accelerate(self._instance_network)
+        self._semantic_forward = self._accelerate(self._semantic_network, "semantic")
+        self._instance_trunk = self._accelerate(self._instance_network, "instance")
         if cfg.task == "panoptic":
             assert self.semantic_model is not None and self.instance_model is not None
             self.panoptic_labels, _, stuff_map = panoptic_label_space(
@@ -424,8 +465,88 @@ class SegmentationEngine:
                     results[i] = r
         return results  # type: ignore[return-value]
 
+    @property
+    def execution_providers(self) -> dict[str, str | None]:
+        """runtime "onnxruntime": the ONNX Runtime execution provider each network part ("semantic",
+        "instance") actually runs on, None before its first frame; runtime "torch": empty."""
+        from segmentation_ros.engine.runtimes.onnx import OnnxNetwork
+
+        return {
+            part: network.provider
+            for part, network in (("semantic", self._semantic_forward), ("instance", self._instance_trunk))
+            if isinstance(network, OnnxNetwork)
+        }
+
+    @property
+    def runtime_info(self) -> str:
+        """One line for diagnostics: ``torch``, or ``onnxruntime (CPUExecutionProvider)`` with the
+        provider(s) actually used (``no frame yet`` before the first)."""
+        if self.config.runtime == "torch":
+            return "torch"
+        used = sorted({p for p in self.execution_providers.values() if p})
+        return f"onnxruntime ({', '.join(used) or 'no frame yet'})"
+
+    def network_spec(self, part: str) -> NetworkSpec:
+        """The fixed-shape network part ``part`` ("semantic" or "instance") of a loaded model, as
+        :mod:`segmentation_ros.engine.runtimes.onnx` exports it: Mask R-CNN's backbone + FPN + RPN
+        head, or a whole semantic network to its logits at the output stride; with its metadata
+        (labels, input normalisation, what the outputs are)."""
+        from segmentation_ros.engine.runtimes.onnx import NetworkSpec
+
+        loaded = {"semantic": self.semantic_model, "instance": self.instance_model}.get(part)
+        if loaded is None:
+            raise ValueError(f"no {part!r} network: this engine's task is {self.config.task!r}")
+        if part == "semantic":
+            mean, std, outputs = IMAGENET_MEAN, IMAGENET_STD, ("logits",)
+            fn: Callable[[torch.Tensor], Any] = self._semantic_network
+            what = (
+                "the whole semantic network; output: class logits (batch, classes, h', w') at the network's "
+                "output stride (upsample bilinearly to the input size, align_corners=False, then argmax)"
+            )
+        else:
+            transform = loaded.module.transform
+            mean, std = tuple(transform.image_mean), tuple(transform.image_std)
+            outputs, fn = ("features", "objectness", "deltas"), self._instance_network
+            what = (
+                "Mask R-CNN's backbone + FPN + RPN head; outputs: FPN features per level (features.<level>), "
+                "RPN objectness and box deltas per level (objectness.<i>, deltas.<i>); anchors, proposals and "
+                "the ROI heads run after it (torchvision's MaskRCNN)"
+            )
+        metadata = {
+            "model": loaded.entry.name,
+            "task": loaded.entry.task,
+            "part": part,
+            "description": what,
+            "weights": loaded.weights,
+            "labels": loaded.labels.to_dict(),
+            "normalisation": {
+                "input": "(batch, 3, h, w) float32, RGB, NCHW",
+                "formula": "(pixel / 255 - mean) / std, per channel",
+                "mean": [float(v) for v in mean],
+                "std": [float(v) for v in std],
+            },
+        }
+        if part == "instance":
+            metadata["size_divisible"] = int(loaded.module.transform.size_divisible)
+        return NetworkSpec(loaded.entry.name, part, loaded.module, fn, outputs, metadata)
+
+    def network_input_size(self, part: str, height: int, width: int, padded: bool = True) -> tuple[int, int]:
+        """The (h, w) network part ``part`` sees for a camera frame of ``height`` x ``width``:
+        the semantic input size, or Mask R-CNN's resized input, zero-padded at the bottom and
+        right to its size divisor when ``padded``."""
+        if part == "semantic" and self.semantic_model is not None:
+            return self._semantic_size(height, width)
+        if part == "instance" and self.instance_model is not None:
+            h, w = self._instance_size(height, width)
+            divisor = self.instance_model.module.transform.size_divisible if padded else 1
+            return h + (-h) % divisor, w + (-w) % divisor
+        raise ValueError(f"no {part!r} network: this engine's task is {self.config.task!r}")
+
     def close(self) -> None:
         """Release the models and the GPU memory they held."""
+        for network in (self._semantic_forward, self._instance_trunk):
+            if hasattr(network, "close"):
+                network.close()
         self.semantic_model = self.instance_model = None
         self._upload = _Uploader(self.device)
         if self.device.type == "cuda":
@@ -439,9 +560,23 @@ class SegmentationEngine:
             loaded.module.to(memory_format=torch.channels_last)
         return loaded
 
-    def _accelerate(self, fn: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
-        """``fn`` under autocast, as a CUDA graph on CUDA when ``cuda_graphs`` is set."""
+    def _accelerate(self, fn: Callable[[torch.Tensor], Any], part: str) -> Callable[[torch.Tensor], Any]:
+        """The fixed-shape network part ``part`` ("semantic" or "instance", computed by ``fn``) as it
+        runs: through ONNX Runtime with runtime "onnxruntime"; otherwise ``fn`` under autocast, as a
+        CUDA graph on CUDA when ``cuda_graphs`` is set."""
         cfg = self.config
+        loaded = self.semantic_model if part == "semantic" else self.instance_model
+        if cfg.runtime == "onnxruntime" and loaded is not None:
+            from segmentation_ros.engine.runtimes.onnx import OnnxNetwork, default_cache_dir
+
+            cache = Path(cfg.onnx_cache_dir).expanduser() if cfg.onnx_cache_dir else default_cache_dir()
+            return OnnxNetwork(
+                self.network_spec(part),
+                device=self.device,
+                providers=cfg.onnx_providers,
+                cache_dir=cache,
+                fp16=cfg.precision == "fp16",
+            )
         if self.device.type == "cuda" and cfg.cuda_graphs:
             dtype = PRECISIONS[cfg.precision] if cfg.precision != "fp32" else None
             return GraphedCallable(fn, autocast_dtype=dtype)
@@ -502,7 +637,7 @@ class SegmentationEngine:
         x = x.sub_(mean).div_(std)
         if resize is not None and not shrinks:
             x = resize(x)
-        if self.device.type == "cuda" and self.config.channels_last:
+        if self.device.type == "cuda" and self.config.channels_last and self.config.runtime == "torch":
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 

@@ -27,6 +27,7 @@ from segmentation_ros.engine.labels import LabelSet
 from segmentation_ros.engine.paths import config_dir
 from segmentation_ros.engine.pipeline import (
     PRECISIONS,
+    RUNTIMES,
     TASKS,
     EngineConfig,
     SegmentationEngine,
@@ -151,6 +152,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("instance_labels", "", "label set for weights without class names ('' = from the weights)"),
     ParameterSpec("device", "auto", "auto (CUDA when available), cpu, cuda or cuda:N"),
     ParameterSpec("precision", "fp32", "fp32, or fp16/bf16 autocast on CUDA", choices=tuple(PRECISIONS)),
+    ParameterSpec(
+        "runtime",
+        "torch",
+        "what runs the networks: torch, or onnxruntime (exported to ONNX once per model and input shape, cached; pip extra segmentation-ros[onnx])",
+        choices=RUNTIMES,
+    ),
     ParameterSpec("score_threshold", 0.5, "minimum instance score (inclusive, compared in double precision)", read_only=False, range=(0.0, 1.0)),
     ParameterSpec("mask_threshold", 0.5, "mask probability above which a pixel is inside (compared in double precision)", read_only=False, range=(0.0, 1.0)),
     ParameterSpec(
@@ -793,6 +800,7 @@ class SegmentationCore:
             )
             if engine
             else "",
+            "runtime": engine.runtime_info if engine else "",
             "input_rate_hz": f"{s.rate(s._inputs, now):.2f}",
             "output_rate_hz": f"{s.rate(s._outputs, now):.2f}",
             "latency_p50_ms": f"{p50:.1f}",

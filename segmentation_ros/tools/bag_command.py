@@ -102,7 +102,7 @@ def core_parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_subcommand(subparsers: Any) -> None:
     """Add ``segmentation-ros bag IN OUT``."""
-    from segmentation_ros.tools.cli import add_model_arguments
+    from segmentation_ros.tools.cli import add_model_arguments, add_runtime_argument
 
     p = subparsers.add_parser(
         "bag",
@@ -123,6 +123,7 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("input", metavar="IN", help="input rosbag2: a bag directory, or a .mcap / .db3 file")
     p.add_argument("output", metavar="OUT", help="output bag directory (must not exist, unless --overwrite)")
     add_model_arguments(p)
+    add_runtime_argument(p)
     g = p.add_argument_group("bag")
     g.add_argument(
         "--image-topic",

@@ -1,4 +1,4 @@
-"""``segmentation-ros``: segment images, process rosbags, list models, benchmark, train, evaluate.
+"""``segmentation-ros``: segment images, process rosbags, list models, benchmark, train, evaluate, export.
 
 Every subcommand that runs a model takes the same model options (:func:`add_model_arguments`) and
 turns them into one :class:`EngineConfig` (:func:`engine_config_from_args`).
@@ -18,9 +18,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS
-from segmentation_ros.engine.pipeline import PRECISIONS, TASKS, EngineConfig
+from segmentation_ros.engine.pipeline import PRECISIONS, RUNTIMES, TASKS, EngineConfig
 
-__all__ = ["main", "add_model_arguments", "engine_config_from_args", "build_parser", "output_stems"]
+__all__ = [
+    "main",
+    "add_model_arguments",
+    "add_runtime_argument",
+    "engine_config_from_args",
+    "build_parser",
+    "output_stems",
+]
 
 log = logging.getLogger("segmentation_ros")
 
@@ -66,6 +73,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = 
     g.add_argument("--offline", action="store_true", help="never download weights")
 
 
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--runtime``: what runs the networks (``EngineConfig.runtime``); read by
+    :func:`engine_config_from_args`, which takes the default where a command has no such option."""
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=_DEFAULTS.runtime,
+        help="what runs the networks: torch (eager; CUDA graphs on CUDA) or onnxruntime (exported to ONNX once "
+        "per model and input shape, cached; pip install 'segmentation-ros[onnx]') (default: %(default)s)",
+    )
+
+
 def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
     """Pair ``--model``/``--weights``/``--labels`` by position and fill the task's model slots."""
     from segmentation_ros.engine.registry import get_model_entry
@@ -107,6 +126,7 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
         max_detections=args.max_detections,
         label_divisor=args.label_divisor,
         instance_min_size=args.instance_min_size,
+        runtime=getattr(args, "runtime", _DEFAULTS.runtime),
         offline=True if args.offline else None,
         **fields,
     ).validate()
@@ -247,6 +267,7 @@ _EXTRA_COMMANDS: list[tuple[str, str]] = [
     ("segmentation_ros.tools.train", "add_subcommand"),
     ("segmentation_ros.tools.evaluate", "add_subcommand"),
     ("segmentation_ros.tools.demo", "add_subcommand"),
+    ("segmentation_ros.tools.export_command", "add_subcommand"),
 ]
 
 
@@ -267,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out, two inputs that would write the same results).",
     )
     add_model_arguments(p)
+    add_runtime_argument(p)
     p.add_argument(
         "--out",
         required=True,

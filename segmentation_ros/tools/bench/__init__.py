@@ -18,6 +18,14 @@ same device:
   backbone, FPN, RPN (with its proposal filtering) and the ROI box and mask heads, giving 28x28
   mask probabilities, without mask pasting, id painting or copies to the host.
 
+Runtime (``--runtime torch --runtime onnxruntime``): each of ours and forward is measured once per
+runtime of the fixed-shape networks (``EngineConfig.runtime``), the ONNX Runtime variants named
+``..._ort`` (``ours_fp32_ort``, ``forward_fp32_ort``); ONNX Runtime's CPU sessions take torch's thread
+count (``--threads``), and its one export per shape happens in the untimed warm-up. ``runtime_speedup``
+= the torch variant / its ``_ort`` twin. On the CPU, LR-ASPP and DeepLabV3-MobileNetV3 (one camera,
+``--semantic-input-size 0``: the network at camera resolution) are judged against ONNX Runtime >=
+1.5x torch eager end to end.
+
 Frames are rendered synthetic scenes. Figures are medians over warm, repeated runs; ``--quick``
 (the CPU default: LR-ASPP and Mask R-CNN at 320x240 and 640x480, Mask R-CNN at camera resolution,
 and the ``demo`` preset at 640x480) finishes in about two minutes on two cores, ``--full`` (the
@@ -66,6 +74,7 @@ from segmentation_ros.tools.bench.report import DEFINITIONS, machine_info, run_b
 from segmentation_ros.tools.bench.targets import (
     DEPTH_TARGET_FRACTION,
     FPS_TARGETS,
+    RUNTIME_SPEEDUP_TARGET,
     TRACKING_TARGET_MS,
     judge_targets,
 )
@@ -99,6 +108,7 @@ __all__ = [
     "FPS_TARGETS",
     "TRACKING_TARGET_MS",
     "DEPTH_TARGET_FRACTION",
+    "RUNTIME_SPEEDUP_TARGET",
     "machine_info",
     "options_from_args",
 ]

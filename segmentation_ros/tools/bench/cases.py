@@ -21,7 +21,7 @@ from segmentation_ros.tools.bench.paths import (
     _ours,
     _weights,
 )
-from segmentation_ros.tools.bench.workloads import BenchOptions, CaseSpec
+from segmentation_ros.tools.bench.workloads import BenchOptions, CaseSpec, runtime_tag
 
 
 def _run_case(spec: CaseSpec, options: BenchOptions, device: torch.device) -> dict[str, Any]:
@@ -34,28 +34,30 @@ def _run_case(spec: CaseSpec, options: BenchOptions, device: torch.device) -> di
     shapes: dict[str, Any] = {}
     cores = []
     for precision in options.precisions:
-        core = _make_core(w, options, device, precision, matched, cameras)
-        cores.append(core)
-        messages = _image_frames(core, frames)
-        ours = _ours(f"ours_{precision}", core, messages)
-        forward, shapes = _forward(f"forward_{precision}", core, frames)
-        if not variants:
-            variants.append(_naive(core, frames, matched, shapes.get("semantic"), options))
-        variants += [ours, _ours(f"ours_{precision}_no_visual", core, messages, visual=False), forward]
-        if spec.batch > 1:
+        for runtime in options.runtimes:
+            p = f"{precision}{runtime_tag(runtime)}"  # fp32, fp32_ort
+            core = _make_core(w, options, device, precision, matched, cameras, runtime)
+            cores.append(core)
+            messages = _image_frames(core, frames)
+            ours = _ours(f"ours_{p}", core, messages)
+            forward, shapes = _forward(f"forward_{p}", core, frames)
+            if not variants:
+                variants.append(_naive(core, frames, matched, shapes.get("semantic"), options))
+            variants += [ours, _ours(f"ours_{p}_no_visual", core, messages, visual=False), forward]
+            if spec.batch > 1:
 
-            def separate(core: Any = core, messages: list[Any] = messages) -> int | None:
-                found = [core.process([m]) for m in messages]
-                return sum(_count_detections(o) for o in found) if has_instance else None
+                def separate(core: Any = core, messages: list[Any] = messages) -> int | None:
+                    found = [core.process([m]) for m in messages]
+                    return sum(_count_detections(o) for o in found) if has_instance else None
 
-            variants.append(_Variant(f"ours_{precision}_separate", separate, spec.batch, ours.models))
-        if has_instance and matched and options.native:
-            native = _make_core(w, options, device, precision, 0, cameras)
-            cores.append(native)
-            variants.append(_ours(f"ours_{precision}_native", native, _image_frames(native, frames)))
-            forward_native, native_shapes = _forward(f"forward_{precision}_native", native, frames)
-            shapes["instance_native"] = native_shapes["instance"]
-            variants.append(forward_native)
+                variants.append(_Variant(f"ours_{p}_separate", separate, spec.batch, ours.models))
+            if has_instance and matched and options.native:
+                native = _make_core(w, options, device, precision, 0, cameras, runtime)
+                cores.append(native)
+                variants.append(_ours(f"ours_{p}_native", native, _image_frames(native, frames)))
+                forward_native, native_shapes = _forward(f"forward_{p}_native", native, frames)
+                shapes["instance_native"] = native_shapes["instance"]
+                variants.append(forward_native)
     measured = _measure(variants, options, device)
     for core in cores:
         core.cleanup()
@@ -68,15 +70,23 @@ def _run_case(spec: CaseSpec, options: BenchOptions, device: torch.device) -> di
             return None
         return round(measured[a]["step_ms"] / measured[b]["step_ms"], 3)
 
-    overhead, vs_naive, multicam = {}, {}, {}
-    for p in options.precisions:
-        for suffix in ("", "_no_visual", "_native"):
-            overhead[f"ours_{p}{suffix}"] = ratio(
-                f"ours_{p}{suffix}", f"forward_{p}{'_native' if suffix == '_native' else ''}"
-            )
-            vs_naive[f"ours_{p}{suffix}"] = ratio("naive", f"ours_{p}{suffix}")
-        multicam[f"ours_{p}"] = ratio(f"ours_{p}_separate", f"ours_{p}")
-    primary = f"ours_{options.precisions[0]}"
+    overhead, vs_naive, multicam, vs_torch = {}, {}, {}, {}
+    for precision in options.precisions:
+        for runtime in options.runtimes:
+            p = f"{precision}{runtime_tag(runtime)}"
+            for suffix in ("", "_no_visual", "_native"):
+                overhead[f"ours_{p}{suffix}"] = ratio(
+                    f"ours_{p}{suffix}", f"forward_{p}{'_native' if suffix == '_native' else ''}"
+                )
+                vs_naive[f"ours_{p}{suffix}"] = ratio("naive", f"ours_{p}{suffix}")
+            multicam[f"ours_{p}"] = ratio(f"ours_{p}_separate", f"ours_{p}")
+            if runtime != "torch":  # the same variant under torch / under this runtime
+                for path in ("ours", "forward"):
+                    for suffix in ("", "_no_visual", "_native") if path == "ours" else ("", "_native"):
+                        vs_torch[f"{path}_{p}{suffix}"] = ratio(
+                            f"{path}_{precision}{suffix}", f"{path}_{p}{suffix}"
+                        )
+    primary = f"ours_{options.precisions[0]}{runtime_tag(options.runtimes[0])}"
     return {
         "workload": w.name,
         "task": w.task,
@@ -96,6 +106,7 @@ def _run_case(spec: CaseSpec, options: BenchOptions, device: torch.device) -> di
             "overhead": {k: v for k, v in overhead.items() if v is not None},
             "speedup_vs_naive": {k: v for k, v in vs_naive.items() if v is not None},
             "multicam_speedup": {k: v for k, v in multicam.items() if v is not None},
+            "runtime_speedup": {k: v for k, v in vs_torch.items() if v is not None},
         },
     }
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from segmentation_ros.engine.runtimes import RUNTIMES
 from segmentation_ros.tools.bench.output import format_markdown, format_table
 from segmentation_ros.tools.bench.report import run_benchmark
 from segmentation_ros.tools.bench.workloads import (
@@ -21,7 +22,8 @@ from segmentation_ros.tools.bench.workloads import (
 )
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """``640x480`` -> (640, 480); the command line's camera sizes."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -59,9 +61,15 @@ def add_subcommand(subparsers: Any) -> None:
         metavar="W",
         help=f"{', '.join(WORKLOADS)}, or semantic:MODEL, instance:MODEL, panoptic:SEM+INST; repeatable",
     )
-    p.add_argument("--size", action="append", type=_size, metavar="WxH", help="camera size; repeatable")
+    p.add_argument("--size", action="append", type=parse_size, metavar="WxH", help="camera size; repeatable")
     p.add_argument("--batch", action="append", type=int, metavar="N", help="cameras per step; repeatable")
     p.add_argument("--precision", action="append", choices=["fp32", "fp16", "bf16"], help="ours; repeatable")
+    p.add_argument(
+        "--runtime",
+        action="append",
+        choices=RUNTIMES,
+        help="what runs our networks; repeatable: each one's variants side by side (default: torch)",
+    )
     p.add_argument("--warmup", type=int, help="untimed steps per variant")
     p.add_argument("--repeats", type=int, help="timed runs per variant")
     p.add_argument("--iters", type=int, help="steps per timed run (0 = auto, the CPU default)")
@@ -110,6 +118,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         options.label = f"{options.label}+custom"
     overrides = {
         "precisions": tuple(args.precision) if args.precision else None,
+        "runtimes": tuple(dict.fromkeys(args.runtime)) if args.runtime else None,
         "warmup": args.warmup,
         "repeats": args.repeats,
         "iters": args.iters,

@@ -12,6 +12,7 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
             over = c["ratios"]["overhead"].get(name)
             naive = c["ratios"]["speedup_vs_naive"].get(name)
             multi = c["ratios"]["multicam_speedup"].get(name)
+            vs_torch = c["ratios"].get("runtime_speedup", {}).get(name)
             rows.append(
                 [
                     c["workload"],
@@ -27,13 +28,14 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
                     "-" if over is None else f"{over:.3f}",
                     "-" if naive is None else f"{naive:.2f}x",
                     "-" if multi is None else f"{multi:.2f}x",
+                    "-" if vs_torch is None else f"{vs_torch:.2f}x",
                 ]
             )
     return rows
 
 
 _HEADER = ["workload", "size", "cams", "variant", "fps", "p50 ms", "p99 ms", "GPU MB", "host MB", "det/frame",
-           "overhead", "vs naive", "multicam"]  # fmt: skip
+           "overhead", "vs naive", "multicam", "vs torch"]  # fmt: skip
 
 
 def _target_lines(report: dict[str, Any]) -> list[str]:

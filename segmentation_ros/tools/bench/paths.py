@@ -42,6 +42,7 @@ def _make_core(
     precision: str,
     min_size: int,
     cameras: list[str],
+    runtime: str = "torch",
 ) -> Any:
     from segmentation_ros.ros.messages import RosbagsFactory
     from segmentation_ros.ros.node_core import SegmentationCore
@@ -50,6 +51,7 @@ def _make_core(
         "task": workload.task,
         "device": str(device),
         "precision": precision,
+        "runtime": runtime,
         "score_threshold": options.score_threshold,
         "max_detections": options.max_detections,
         "instance_min_size": min_size,
@@ -66,6 +68,7 @@ def _make_core(
     torch.manual_seed(options.seed)  # every core (and the naive copy) gets the same weights
     core.configure()
     if core.engine.instance_model is not None and _weights(workload, options).lower() == "none":
+        # before the first frame: ONNX Runtime exports the networks then, with these weights
         _shape_random_detector(core.engine.instance_model.module)
     return core
 

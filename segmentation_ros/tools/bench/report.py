@@ -15,7 +15,7 @@ import torch
 
 from segmentation_ros.tools.bench.cases import _depth_case, _paste_case, _run_case, _tracking_case
 from segmentation_ros.tools.bench.targets import judge_targets
-from segmentation_ros.tools.bench.workloads import BenchOptions
+from segmentation_ros.tools.bench.workloads import BenchOptions, runtime_tag
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -57,6 +57,10 @@ DEFINITIONS = {
     "ours_<p>_no_visual": "as ours_<p> without the lazy colour and overlay images (no rviz subscriber)",
     "ours_<p>_native": "as ours_<p> with Mask R-CNN at camera resolution (instance_min_size=0)",
     "ours_<p>_separate": "the case's cameras one after another through single-frame process() calls",
+    "<variant>_ort": "the variant with runtime onnxruntime (the fixed-shape networks exported to ONNX and run by "
+    "ONNX Runtime, its provider chosen as the engine does, the CPU provider on the CPU at torch's thread count; "
+    "the export happens in the untimed warm-up); without the suffix: runtime torch",
+    "runtime_speedup": "the torch variant / the same variant with onnxruntime (<variant>_ort), median step time",
     "forward_<p>": "the engine's networks alone (same precision, memory format, CUDA graphs) on an input already "
     "normalised, resized and on the device; Mask R-CNN: backbone + FPN + RPN (proposal filtering included) + ROI box "
     "and mask heads (28x28 mask probabilities), no mask pasting, id painting or host copies",
@@ -83,7 +87,7 @@ DEFINITIONS = {
 
 def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every case and the mask-paste comparison; return the report (JSON-serialisable)."""
-    from segmentation_ros.engine.pipeline import PRECISIONS, resolve_device
+    from segmentation_ros.engine.pipeline import PRECISIONS, RUNTIMES, resolve_device
 
     device = resolve_device(options.device)
     for p in options.precisions:
@@ -91,6 +95,8 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
             raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {p!r}")
         if p != "fp32" and device.type != "cuda":
             raise ValueError(f"precision {p} needs CUDA; on {device} measure fp32 only")
+    if not options.runtimes or any(r not in RUNTIMES for r in options.runtimes):
+        raise ValueError(f"runtimes must be one or more of {RUNTIMES}, got {list(options.runtimes)}")
     if not options.cases:
         raise ValueError("no cases to run")
     for spec in options.cases:
@@ -112,6 +118,7 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
         "options": {
             "set": options.label or "custom",
             "precisions": list(options.precisions),
+            "runtimes": list(options.runtimes),
             "warmup": options.warmup,
             "repeats": options.repeats,
             "iters": options.iters,
@@ -131,8 +138,9 @@ def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None 
         say(f"[{k}/{len(options.cases)}] {spec.workload.name} {spec.width}x{spec.height} batch {spec.batch}")
         case = _run_case(spec, options, device)
         report["cases"].append(case)
+        primary = case["variants"][f"ours_{options.precisions[0]}{runtime_tag(options.runtimes[0])}"]
         say(
-            f"    ours {case['variants'][f'ours_{options.precisions[0]}']['throughput_fps']} fps, "
+            f"    ours {primary['throughput_fps']} fps, "
             f"naive {case['variants']['naive']['throughput_fps']} fps, overhead {case['overhead_ratio']}"
         )
     sizes = options.paste_sizes or tuple(dict.fromkeys((c.width, c.height) for c in options.cases))

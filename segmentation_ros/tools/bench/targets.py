@@ -10,6 +10,10 @@ FPS_TARGETS = {"deeplabv3": (400.0, None), "maskrcnn": (150.0, None), "panoptic"
 TRACKING_TARGET_MS = 2.0
 #: Depth fusion may add at most this fraction to the panoptic frame time (lazy 3D outputs unsubscribed).
 DEPTH_TARGET_FRACTION = 0.10
+#: CPU: ONNX Runtime end to end at least this many times faster than torch eager (same threads) for
+#: these network-bound semantic models with the network at camera resolution, one camera.
+RUNTIME_SPEEDUP_TARGET = 1.5
+RUNTIME_TARGET_MODELS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
 
 
 def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -22,7 +26,10 @@ def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     (named in ``variant``). CPU targets are judged on the CPU: every case's overhead ratio <= 1.10, the
     batched mask paste >= 10x torchvision's at 100 detections, and tracking (update + apply_track_ids)
     at 100 detections on 640x480 within :data:`TRACKING_TARGET_MS` (median), and depth fusion adding at
-    most :data:`DEPTH_TARGET_FRACTION` to the panoptic frame time (judged on the device measured).
+    most :data:`DEPTH_TARGET_FRACTION` to the panoptic frame time (judged on the device measured). With
+    ONNX Runtime variants measured: for the models of :data:`RUNTIME_TARGET_MODELS` (semantic, one
+    camera, the network at camera resolution) ONNX Runtime end to end >= :data:`RUNTIME_SPEEDUP_TARGET`
+    times torch eager, on the CPU.
     """
     on = report["machine"]["device_type"]
     targets: list[dict[str, Any]] = []
@@ -135,6 +142,25 @@ def judge_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             value,
             value is not None and value <= TRACKING_TARGET_MS,
         )
+    for case in cases:
+        network = case.get("network_input", {}).get("semantic")
+        at_camera = network == [case["height"], case["width"]]
+        models = case.get("models", [])
+        named = set(models) & set(RUNTIME_TARGET_MODELS)
+        if case["batch"] != 1 or case.get("task") != "semantic" or not named:
+            continue
+        speedups = case["ratios"].get("runtime_speedup", {})
+        judged = [name for name in speedups if name.startswith("ours_") and name.endswith("_ort")]
+        for name in judged if at_camera else []:
+            value = speedups[name]
+            add(
+                "cpu",
+                f"onnxruntime end to end >= {RUNTIME_SPEEDUP_TARGET:g}x torch eager (network at camera resolution)",
+                f"{models[0]} {case['width']}x{case['height']} b1",
+                value,
+                value >= RUNTIME_SPEEDUP_TARGET,
+                name,
+            )
     depth = report.get("depth")
     if depth is not None:
         value = depth["added_fraction"]

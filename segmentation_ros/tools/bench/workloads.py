@@ -28,6 +28,7 @@ WORKLOADS: dict[str, Workload] = {
     for w in (
         Workload("lraspp", "semantic", semantic_model="lraspp_mobilenet_v3_large"),
         Workload("deeplabv3", "semantic", semantic_model="deeplabv3_resnet50"),
+        Workload("deeplabv3_mobilenet", "semantic", semantic_model="deeplabv3_mobilenet_v3_large"),
         Workload("maskrcnn", "instance", instance_model="maskrcnn_resnet50_fpn"),
         Workload(
             "panoptic",
@@ -80,6 +81,9 @@ class BenchOptions:
         device: "auto", "cpu", "cuda" or "cuda:N".
         cases: the (workload, width, height, batch) cases, in order.
         precisions: our pipeline's precisions (the naive loop is always fp32).
+        runtimes: what runs our networks (``EngineConfig.runtime``): "torch" and/or "onnxruntime";
+            each runtime's variants are measured side by side, the ONNX Runtime ones named
+            ``..._ort`` (``ours_fp32_ort``, ``forward_fp32_ort``), at the same thread count.
         warmup: untimed steps per variant before the timed runs.
         repeats: timed runs per variant (variants interleaved, run by run).
         iters: steps per timed run; 0 = enough for about :data:`AUTO_RUN_S` (at most
@@ -101,6 +105,7 @@ class BenchOptions:
     device: str = "auto"
     cases: list[CaseSpec] = field(default_factory=list)
     precisions: tuple[str, ...] = ("fp32",)
+    runtimes: tuple[str, ...] = ("torch",)
     warmup: int = 1
     repeats: int = 3
     iters: int = 1
@@ -116,6 +121,11 @@ class BenchOptions:
     weights: str = "none"
     seed: int = 0
     label: str = ""  # "quick", "full" or "custom", recorded in the report
+
+
+def runtime_tag(runtime: str) -> str:
+    """What a runtime adds to a variant's name: nothing for torch, ``_ort`` for onnxruntime."""
+    return "" if runtime == "torch" else "_ort"
 
 
 def _product(
