@@ -294,3 +294,16 @@ def test_interrupt_between_the_final_renames_waits_for_them(
     assert stderr.strip() == f"segmentation-ros bag: interrupted (SIGINT) after {out} was written; it is complete"
     assert not (out / "keep.txt").exists() and len(read_bag(out).raw["/cam/semantic/labels"]) == 2
     assert not leftovers(out)
+
+
+def test_max_image_pixels_is_the_bags_limit_too(tmp_path: Path) -> None:
+    """--max-image-pixels reaches the node core: frames over it are rejected unread, with the reason."""
+    from segmentation_ros.tools.synthetic import generate_sequence, write_sequence_bag
+
+    bag = write_sequence_bag(tmp_path / "cam", generate_sequence(2, 1, 32, 24), depth=False)
+    argv = ["bag", str(bag), str(tmp_path / "out"), "--task", "semantic", "--model", "lraspp_mobilenet_v3_large"]
+    argv += ["--weights", "none", "--device", "cpu", "--quiet", "--max-image-pixels", "700"]
+    code, out, err = run_cli(argv)
+    assert code == 0, err
+    assert "2 frames from 1 camera(s) (/camera/image_raw): 0 segmented, 2 rejected" in out
+    assert "32x24 = 768 pixels, over the limit of 700" in out + err

@@ -95,6 +95,8 @@ def core_parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "tracking", False):
         params["tracking"] = True
         params["track_buffer_s"] = args.track_buffer_s
+    if getattr(args, "max_image_pixels", None):
+        params["max_image_pixels"] = args.max_image_pixels
     if getattr(args, "depth_topics", None):
         params["depth_slop"] = args.depth_slop
     return params
@@ -102,7 +104,11 @@ def core_parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_subcommand(subparsers: Any) -> None:
     """Add ``segmentation-ros bag IN OUT``."""
-    from segmentation_ros.tools.cli import add_model_arguments, add_runtime_argument
+    from segmentation_ros.tools.cli import (
+        add_max_image_pixels_argument,
+        add_model_arguments,
+        add_runtime_argument,
+    )
 
     p = subparsers.add_parser(
         "bag",
@@ -183,6 +189,7 @@ def add_subcommand(subparsers: Any) -> None:
         metavar="S",
         help="with --tracking: forget a track unseen for this long (default: %(default)s)",
     )
+    add_max_image_pixels_argument(g)
     g.add_argument("--overwrite", action="store_true", help="replace OUT once the new bag is complete")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

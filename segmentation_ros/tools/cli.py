@@ -73,6 +73,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = 
     g.add_argument("--offline", action="store_true", help="never download weights")
 
 
+def add_max_image_pixels_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--max-image-pixels``: the decompression-bomb limit (the node's ``max_image_pixels``)."""
+    parser.add_argument(
+        "--max-image-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="skip an image whose header declares more than N pixels, before decoding it (default: %(default)s)",
+    )
+
+
 def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     """``--runtime``: what runs the networks (``EngineConfig.runtime``); read by
     :func:`engine_config_from_args`, which takes the default where a command has no such option."""
@@ -294,13 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output directory; each input's results keep its path relative to the inputs' common folder",
     )
-    p.add_argument(
-        "--max-image-pixels",
-        type=_positive_int,
-        default=DEFAULT_MAX_PIXELS,
-        metavar="N",
-        help="skip an image whose header declares more than N pixels, before decoding it (default: %(default)s)",
-    )
+    add_max_image_pixels_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_segment)
