@@ -532,6 +532,18 @@ def test_the_layering_contract_holds() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_every_ros_module_but_the_live_node_is_kept_from_rclpy() -> None:
+    """The rclpy contract names its source modules: a new module of ros/ must be among them."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    sources = set(config["importlinter:contract:only-the-live-node-imports-rclpy"]["source_modules"].split())
+    modules = {f"segmentation_ros.ros.{p.stem}" for p in (ROOT / "segmentation_ros" / "ros").glob("*.py")}
+    live = {"segmentation_ros.ros.node", "segmentation_ros.ros.rclpy_messages", "segmentation_ros.ros.__init__"}
+    assert modules - live <= sources, sorted(modules - live - sources)
+
+
 @pytest.mark.parametrize(
     ("module", "line", "broken"),
     [
