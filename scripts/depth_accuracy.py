@@ -23,6 +23,7 @@ import numpy as np
 from segmentation_ros.engine.depth import DepthConfig, PinholeIntrinsics, depth_in_meters, fuse_depth
 from segmentation_ros.engine.pipeline import EngineConfig, SegmentationEngine
 from segmentation_ros.engine.results import Segmentation
+from segmentation_ros.tools.demo import DEMO_PARAMETERS
 from segmentation_ros.tools.synthetic import generate_scene, true_segmentation, visible_points
 
 
@@ -60,17 +61,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    engine = SegmentationEngine(
-        EngineConfig(
-            task="panoptic",
-            semantic_model="shapes_lraspp",
-            instance_model="shapes_maskrcnn",
-            semantic_weights="DEFAULT",
-            instance_weights="DEFAULT",
-            device="cpu",
-            stuff_area_threshold=128,
-        )
-    )
+    engine = SegmentationEngine(EngineConfig(**{**DEMO_PARAMETERS, "device": "cpu"}))
     for width, height in ((320, 240), (640, 480)):
         scenes = [generate_scene(args.seed, width, height, split="test", index=i) for i in range(args.frames)]
         for bleed in (0, 2, 4):

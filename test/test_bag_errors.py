@@ -307,3 +307,31 @@ def test_max_image_pixels_is_the_bags_limit_too(tmp_path: Path) -> None:
     assert code == 0, err
     assert "2 frames from 1 camera(s) (/camera/image_raw): 0 segmented, 2 rejected" in out
     assert "32x24 = 768 pixels, over the limit of 700" in out + err
+
+
+def test_a_depth_frame_that_cannot_be_read_is_counted_and_costs_no_colour_frame(tmp_path: Path) -> None:
+    """--depth-topic: a truncated depth message and one of another size are counted as unusable;
+    every colour frame is still segmented, and the good depth frame gives its 3D outputs."""
+    f = RosbagsFactory("humble")
+    k = [40.0, 0.0, W / 2, 0.0, 40.0, H / 2, 0.0, 0.0, 1.0]
+    bag = tmp_path / "in"
+    with Writer(bag, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        cam = w.add_connection(CAMERA, "sensor_msgs/msg/Image", typestore=f.typestore)
+        info = w.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=f.typestore)
+        depth = w.add_connection("/cam/depth/image", "sensor_msgs/msg/Image", typestore=f.typestore)
+        for n, kind in enumerate(("truncated", "small", "good")):
+            header = make_header(f, T0 + n * 10**8, "cam")
+            w.write(info, T0 + 3 * n, f.serialize(f.new("sensor_msgs/msg/CameraInfo", header=header, height=H, width=W, k=k)))
+            meters = np.full((H, W) if kind != "small" else (H // 2, W // 2), 2.0, np.float32)
+            data = bytes(f.serialize(numpy_to_image(meters, "32FC1", header, f)))
+            w.write(depth, T0 + 3 * n + 1, data[:40] if kind == "truncated" else data)
+            w.write(cam, T0 + 3 * n + 2, f.serialize(numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", header, f)))
+    argv = ["bag", str(bag), str(tmp_path / "out"), *SEMANTIC_ARGS, "--quiet", "--depth-topic", "/cam/depth/image"]
+    rc, stdout, stderr = run_cli(argv)
+    assert rc == 0, stderr
+    assert "3 frames from 1 camera(s) (/cam/image_raw): 3 segmented, 0 rejected" in stdout
+    # received: the two that deserialized; paired: the good one; the truncated one left its colour frame unmatched
+    assert "depth: 2 frames, 1 paired, 1 colour frames without depth, 2 unusable" in stdout
+    assert "unreadable /cam/depth/image" in stderr
+    points = read_bag(tmp_path / "out").raw["/cam/points"]
+    assert [t for t, _ in points] == [T0 + 8]  # only the good frame's

@@ -28,10 +28,9 @@ def scene():
     return generate_scene(3, 160, 120, split="test", index=0, num_objects=(4, 6))
 
 
-@pytest.fixture(scope="module")
-def core(factory) -> SegmentationCore:
-    torch.set_num_threads(1)
-    params = {
+def core_parameters() -> dict:
+    """Panoptic with the demo models (shipped weights) and depth on."""
+    return {
         "task": "panoptic",
         "semantic_model": "shapes_lraspp",
         "instance_model": "shapes_maskrcnn",
@@ -42,6 +41,12 @@ def core(factory) -> SegmentationCore:
         "point_stride": 2,
         "stuff_area_threshold": 64,
     }
+
+
+@pytest.fixture(scope="module")
+def core(factory) -> SegmentationCore:
+    torch.set_num_threads(1)
+    params = core_parameters()
     core = SegmentationCore(params, factory, clock_ns=lambda: STAMP_NS)
     core.configure()
     return core
@@ -92,7 +97,6 @@ def test_rgbd_frame_gives_3d_outputs_consistent_with_2d(core, factory, scene, en
     assert det3d.detections and {d.id for d in det3d.detections} <= ids2d
     assert det3d.header.stamp == det2d.header.stamp and det3d.header.frame_id == "camera_optical"
     cloud = point_cloud_from_message(out["points"])
-    id_map = out["instances/ids"]
     near = scene.depth[::2, ::2]
     assert len(cloud) == int((np.isfinite(near) & (near <= 10.0)).sum())  # max_range: 10 m
     boxes = {}
@@ -106,7 +110,6 @@ def test_rgbd_frame_gives_3d_outputs_consistent_with_2d(core, factory, scene, en
         pts = np.stack([cloud["x"], cloud["y"], cloud["z"]], 1)[cloud["instance"] == k]
         assert len(pts) and np.all(pts >= lo - 1e-4) and np.all(pts <= hi + 1e-4)
     assert set(np.unique(cloud["instance"])) - {0} <= set(boxes)
-    assert id_map.height == scene.image.shape[0]
     markers = out["markers"].markers
     assert markers[0].action == 3 and {m.id for m in markers[1:]} == set(boxes)
     # labels of the points are the panoptic classes at their pixels
@@ -173,3 +176,38 @@ def test_depth_off_changes_nothing(factory):
     core = SegmentationCore({"task": "semantic", "device": "cpu", "depth": True}, factory)
     assert core.input_topics("front")["depth"] == "front/depth/image"
     assert {o.topic for o in core.outputs()} & DEPTH_OUTPUTS == {"points"}  # no instances: no 3D objects
+
+
+def test_marker_lifetime_follows_the_frame_rate(core, factory, scene):
+    """Markers live three frame periods of header time (0.1 to 2 s): they vanish soon after the
+    node stops publishing, and never flicker between frames."""
+
+    def lifetime_ns(stamp_ns: int) -> int:
+        markers = run(core, factory, scene, stamp_ns)["markers"].markers
+        boxes = [m for m in markers if m.ns == "boxes"]
+        assert boxes
+        return boxes[0].lifetime.sec * 10**9 + boxes[0].lifetime.nanosec
+
+    start = STAMP_NS + 100 * 10**9
+    lifetime_ns(start)
+    assert lifetime_ns(start + 100_000_000) == 300_000_000  # 10 Hz: 0.3 s
+    assert lifetime_ns(start + 110_000_000) == 100_000_000  # 100 Hz: 30 ms, raised to 0.1 s
+    assert lifetime_ns(start + 5 * 10**9) == 2 * 10**9  # one frame in 4.9 s: at most 2 s
+
+
+def test_a_registered_smaller_depth_image_is_resampled_when_allowed(factory, scene):
+    """depth_rescale: a depth image of half the colour size (same field of view) is sampled to the
+    colour size and gives the 3D outputs; without it the same frame's depth is rejected."""
+    params = {**core_parameters(), "depth_rescale": True}
+    rescaling = SegmentationCore(params, factory, clock_ns=lambda: STAMP_NS)
+    rescaling.configure()
+    try:
+        stamp = STAMP_NS + 200 * 10**9
+        image, depth, info = messages(factory, scene, stamp)
+        half = np.where(np.isfinite(scene.depth[::2, ::2]), scene.depth[::2, ::2], np.nan).astype(np.float32)
+        rescaling.receive_depth("", numpy_to_image(half, "32FC1", depth.header, factory))
+        out = {o.topic: o.msg for o in rescaling.process([Frame("", image, info)])}
+        assert out["detections_3d"].detections and rescaling.depth.stats.rejected == 0
+        assert point_cloud_from_message(out["points"])["z"].max() <= 10.0
+    finally:
+        rescaling.cleanup()

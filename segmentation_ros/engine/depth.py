@@ -299,7 +299,7 @@ def fuse_depth(
     lo = hi = None
     if inst is not None and len(inst):
         num = len(inst) + 1
-        lut = np.zeros(int(max(inst.ids.max(), inst.instance_ids.max())) + 1, np.int64)
+        lut = np.zeros(int(inst.ids.max()) + 1, np.int64)  # the id map holds exactly these ids
         lut[inst.ids] = np.arange(1, num)
         slot_of_id = torch.as_tensor(lut, device=device)
         # only the instance pixels, found on the host where the id map is (one upload of their indices)

@@ -516,7 +516,7 @@ class _Processor:
                     try:  # kept by the core until its colour frame is processed
                         self.core.receive_depth(depth_camera.name, self._deserialize(data, conn.msgtype))
                     except Exception as exc:  # a bad depth frame costs no colour frame
-                        self.core.depth.stats.rejected += 1
+                        self.core.depth.reject(depth_camera.name, f"cannot deserialize {conn.topic} at {timestamp} ns: {exc}")
                         tqdm.write(f"unreadable {conn.topic} at {timestamp} ns: {exc}", file=sys.stderr)
                 if camera is None:
                     continue

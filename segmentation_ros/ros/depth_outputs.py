@@ -241,6 +241,11 @@ class DepthStage:
                 matcher = self._matchers[camera] = StampMatcher(self._slop_ns())
             matcher.add(time_to_ns(msg.header.stamp), msg)
 
+    def reject(self, camera: str, reason: str) -> None:
+        """Count a depth frame (or a frame's depth step) that could not be used, with the reason."""
+        self.stats.rejected += 1
+        self.stats.last_error = f"{camera or 'camera'} depth: {reason}"
+
     def may_still_match(self, camera: str, stamp_ns: int) -> bool:
         """Whether a depth frame still to come could pair with this colour stamp (the bag processor waits)."""
         with self._lock:
@@ -290,8 +295,7 @@ class DepthStage:
             depth = self._depth_of(depth_msg, camera_info, result)
             intrinsics = PinholeIntrinsics.from_k(camera_info.k)
         except ValueError as exc:
-            self.stats.rejected += 1
-            self.stats.last_error = f"{camera or 'camera'} depth: {exc}"
+            self.reject(camera, str(exc))
             return []
         self.stats.matched += 1
         want_points, want_markers = wanted(topic("points")), wanted(topic("markers"))

@@ -529,8 +529,7 @@ class SegmentationCore:
                 lambda relative: topic_name(frame.camera, relative),
             )
         except Exception as exc:  # noqa: BLE001 - the 2D outputs of this frame still go out
-            self.depth.stats.rejected += 1
-            self.depth.stats.last_error = f"{frame.camera or 'camera'} depth: {type(exc).__name__}: {exc}"
+            self.depth.reject(frame.camera, f"{type(exc).__name__}: {exc}")
             return []
         return [Output(topic, type_name, msg) for topic, type_name, msg in built]
 

@@ -77,7 +77,7 @@ def add_max_image_pixels_argument(parser: argparse.ArgumentParser | argparse._Ar
     """``--max-image-pixels``: the decompression-bomb limit (the node's ``max_image_pixels``)."""
     parser.add_argument(
         "--max-image-pixels",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
         help="skip an image whose header declares more than N pixels, before decoding it (default: %(default)s)",
@@ -184,7 +184,8 @@ def _writable_directory(out: Path) -> Path:
     return out
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:

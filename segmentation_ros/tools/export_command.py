@@ -20,21 +20,11 @@ from typing import Any
 __all__ = ["add_subcommand"]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_subcommand(subparsers: Any) -> None:
     """Add ``segmentation-ros export``."""
     from segmentation_ros.engine.runtimes.onnx import OPSET
     from segmentation_ros.tools.bench.command import parse_size
-    from segmentation_ros.tools.cli import add_model_arguments
+    from segmentation_ros.tools.cli import add_model_arguments, positive_int
 
     p = subparsers.add_parser(
         "export",
@@ -56,8 +46,8 @@ def add_subcommand(subparsers: Any) -> None:
         default=-1,
         help="semantic network input short side; 0 = camera resolution, -1 = the model's own (default)",
     )
-    p.add_argument("--batch", type=_positive, default=1, help="frames per pass (default: %(default)s)")
-    p.add_argument("--opset", type=_positive, default=OPSET, help="ONNX opset (default: %(default)s)")
+    p.add_argument("--batch", type=positive_int, default=1, help="frames per pass (default: %(default)s)")
+    p.add_argument("--opset", type=positive_int, default=OPSET, help="ONNX opset (default: %(default)s)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_export)
 
