@@ -1011,6 +1011,58 @@ def test_tracks_are_per_camera_and_their_settings_change_at_runtime() -> None:
         core.cleanup()
 
 
+def test_diagnostics_and_parameter_changes_never_wait_behind_a_busy_inference_thread() -> None:
+    """The live node's timer and parameter services run beside an inference thread that takes the
+    core's lock again as soon as a batch ends: diagnostics must not wait for a batch at all, and a
+    parameter change or a track reset waits for the batch in progress only, never for ever."""
+    factory = RosbagsFactory("jazzy")
+    core = make_core("instance", factory, tracking=True, max_detections=5)
+    engine = core.engine
+    assert engine is not None
+    run_engine = engine.__call__
+
+    class SlowEngine:  # the real engine, each batch made to last at least 0.2 s
+        def __getattr__(self, name: str) -> object:
+            return getattr(engine, name)
+
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            time.sleep(0.2)
+            return run_engine(*args, **kwargs)
+
+    core.engine = SlowEngine()  # type: ignore[assignment]
+    stop = threading.Event()
+    stamps = iter(range(STAMP_NS, STAMP_NS + 10**12, 100_000_000))
+
+    def inference_loop() -> None:  # as the node's: the next batch at once
+        while not stop.is_set():
+            core.process([_frame_at(factory, scene(1), next(stamps))])
+
+    thread = threading.Thread(target=inference_loop, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not core.stats.processed and time.monotonic() < deadline:  # a batch and its tracks done,
+            time.sleep(0.005)  # the next one in progress
+        assert core.stats.processed
+        t0 = time.monotonic()
+        values = {kv.key: kv.value for kv in core.diagnostics().status[0].values}
+        assert time.monotonic() - t0 < 0.1
+        assert int(values["tracks_active"]) > 0
+        for change in ({"score_threshold": 0.3}, {"track_buffer_s": 0.5}):
+            t0 = time.monotonic()
+            core.set_parameters(change)
+            assert time.monotonic() - t0 < 10.0, "starved by the inference thread"
+        assert engine.config.score_threshold == 0.3
+        assert all(t.config.buffer_s == 0.5 for t in core.trackers.values())
+        core.reset_tracks()
+    finally:
+        stop.set()
+        thread.join(60)
+        core.engine = engine
+        core.cleanup()
+    assert not thread.is_alive()
+
+
 def test_the_latest_camera_info_goes_with_the_next_frames() -> None:
     core = SegmentationCore({"cameras": ["a", "b"], "device": "cpu"}, RosbagsFactory("jazzy"))
     factory = core.factory

@@ -289,7 +289,9 @@ def main(args: list[str] | None = None) -> None:
         os.environ[FASTDDS_PROFILE_VARIABLES[0]] = profile
     rclpy.init(args=args)
     node = SegmentationNode()
-    executor = MultiThreadedExecutor()  # parameter and lifecycle services stay responsive
+    # Parameter and lifecycle services stay responsive, and a parameter change waiting for the batch in
+    # progress leaves threads for the image callbacks even on a 2-core machine (default: one per core).
+    executor = MultiThreadedExecutor(num_threads=max(4, os.cpu_count() or 1))
     executor.add_node(node)
     if profile is not None:
         node.get_logger().info(f"Fast DDS profile for large images: {profile}")

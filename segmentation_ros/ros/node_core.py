@@ -8,12 +8,13 @@ the same code runs with rclpy's classes (live) and rosbags' (offline and tests).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from segmentation_ros.engine.pipeline import (
     validate_frame,
 )
 from segmentation_ros.engine.results import Segmentation
-from segmentation_ros.engine.tracking import Tracker, TrackerConfig, apply_track_ids
+from segmentation_ros.engine.tracking import Tracker, TrackerConfig, TrackInfo, apply_track_ids
 from segmentation_ros.engine.visualize import colorize_labels, colorize_panoptic, overlay
 from segmentation_ros.ros.conversions import (
     compressed_to_color,
@@ -231,7 +232,13 @@ class SegmentationCore:
         self.trackers: dict[str, Tracker] = {}  # per camera, while tracking is on
         self.depth = DepthStage(self.params, factory)  # depth frames per camera, 3D outputs
         self._camera_info: dict[str, Any] = {}  # the latest camera_info per camera (receive_camera_info)
-        self._lock = threading.Lock()  # parameter changes vs. processing
+        # Parameter changes and track resets vs. processing. The inference thread holds the lock for a
+        # whole batch and takes it again at once: it lets ``_waiting`` callers go first (threading.Lock
+        # is not fair). Diagnostics never wait for it: they read ``_track_list``, set after each batch.
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+        self._track_list: tuple[tuple[str, TrackInfo], ...] = ()
 
     # -- lifecycle --
     def engine_config(self) -> EngineConfig:
@@ -272,7 +279,7 @@ class SegmentationCore:
         for name in changes:  # compared as validated: ["/front/"] is the camera "front", [1.0] is [1]
             if SPECS[name].read_only and self.engine is not None and params[name] != self.params[name]:
                 raise ValueError(f"parameter {name} is read-only while the node is configured")
-        with self._lock:
+        with self._between_batches():
             if self.engine is not None:
                 runtime = [k for k in changes if k in _ENGINE_FIELDS and not SPECS[k].read_only]
                 self.engine.update(**{k: tuple(params[k]) if k == "classes" else params[k] for k in runtime})
@@ -302,8 +309,22 @@ class SegmentationCore:
 
     def reset_tracks(self) -> None:
         """Forget every camera's tracks (deactivate, cleanup)."""
-        with self._lock:
+        with self._between_batches():
             self.trackers.clear()
+            self._track_list = ()
+
+    @contextlib.contextmanager
+    def _between_batches(self) -> Iterator[None]:
+        """Hold the processing lock from a thread other than the inference thread: waits for the
+        batch in progress, never for the ones after it."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
 
     def _track(self, frame: Frame, result: Segmentation) -> Segmentation:
         """The result with track ids for instance ids (tracking on), or as it is."""
@@ -420,6 +441,8 @@ class SegmentationCore:
         wanted = (lambda t: True) if subscribed is None else subscribed
         outputs: list[Output] = []
         done: list[int] = []  # header stamps of the processed frames
+        while self._waiting:  # a parameter change or a track reset goes first
+            time.sleep(0.001)
         with self._lock:
             for frame, pixels, order, result in self._segment(ready):
                 try:
@@ -430,6 +453,10 @@ class SegmentationCore:
                     self._reject(frame, exc)
                     continue
                 done.append(stamp_ns)
+            if self.params["tracking"]:
+                self._track_list = tuple(
+                    (cam, t) for cam, tracker in sorted(self.trackers.items()) for t in tracker.tracks()
+                )
         now = self.clock_ns()
         for stamp_ns in done:
             self.stats.processed += 1
@@ -586,8 +613,7 @@ class SegmentationCore:
             "last_error": s.last_error,
         }
         if self.params["tracking"]:
-            with self._lock:  # the inference thread updates the trackers (and adds cameras') meanwhile
-                tracks = [(cam, t) for cam, tracker in sorted(self.trackers.items()) for t in tracker.tracks()]
+            tracks = self._track_list  # as of the last batch: never waits for the one in progress
             values["tracks_active"] = str(len(tracks))
             # each track's age: camera/id=seconds since it started
             values["track_ages_s"] = " ".join(f"{topic_name(cam, str(t.track_id))}={t.age_s:.1f}" for cam, t in tracks)
