@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import json
 import math
 
@@ -18,16 +19,26 @@ from segmentation_ros.engine.visualize import colorize_instances, colorize_label
 from segmentation_ros.ros.conversions import image_to_numpy
 from segmentation_ros.ros.messages import SUPPORTED_DISTROS
 from segmentation_ros.tools.synthetic import (
+    HELD_OUT_SPLITS,
     CameraPose,
+    Primitive,
     generate_scene,
     generate_scenes,
     generate_sequence,
     parse_synthetic_spec,
+    render,
     render_preview,
     shapes_categories,
     write_dataset,
     write_sequence_bag,
 )
+from segmentation_ros.tools.synthetic.sampling import (
+    GROUND_FAMILIES,
+    HELD_OUT_GROUND_FAMILIES,
+    HELD_OUT_SKY_FAMILIES,
+    SKY_FAMILIES,
+)
+from segmentation_ros.tools.synthetic.world import _Sensor
 
 W, H = 96, 72
 GROUND, SKY, THINGS = 1, 2, (3, 4, 5)
@@ -289,10 +300,109 @@ def test_sequence_bag_is_readable_by_the_distros_rosbag2(tmp_path, distro):
     assert_rosbag2_reads(bag, distro)
     with AnyReader([bag]) as reader:
         read = [(c.topic, t) for c, t, _ in reader.messages()]
-        depth = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == "/camera/depth/image"]
+        depth = [
+            reader.deserialize(raw, c.msgtype)
+            for c, _, raw in reader.messages()
+            if c.topic == "/camera/depth/image"
+        ]
     topics = ("/camera/camera_info", "/camera/image_raw", "/camera/depth/image")
     assert read == [(topic, f.stamp_ns) for f in frames for topic in topics]
     # the aligned depth image: 32FC1 metres with the colour frame's header, NaN where the sky is
     for msg, frame in zip(depth, frames, strict=True):
         assert msg.encoding == "32FC1" and msg.header.stamp.nanosec == frame.stamp_ns % 10**9
-        np.testing.assert_array_equal(image_to_numpy(msg), np.where(np.isfinite(frame.depth), frame.depth, np.nan))
+        np.testing.assert_array_equal(
+            image_to_numpy(msg), np.where(np.isfinite(frame.depth), frame.depth, np.nan)
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Appearance randomisation and the held-out appearance split
+
+
+def _families(split: str, n: int = 60) -> list[tuple[str, str]]:
+    # 16x16 frames: the world is drawn before the size matters, and they render in no time
+    worlds = (generate_scene(3, 16, 16, split=split, index=i).world for i in range(n))
+    return [(w.sky_family, w.ground_family) for w in worlds]
+
+
+def test_the_ood_split_shows_only_held_out_appearance_and_the_others_never_do():
+    for split in ("train", "val", "test"):
+        skies, grounds = zip(*_families(split), strict=True)
+        assert set(skies) == set(SKY_FAMILIES) and set(grounds) == set(GROUND_FAMILIES), split
+    skies, grounds = zip(*_families("ood"), strict=True)
+    assert set(skies) == set(HELD_OUT_SKY_FAMILIES) and set(grounds) == set(HELD_OUT_GROUND_FAMILIES)
+    assert not (set(SKY_FAMILIES) | set(GROUND_FAMILIES)) & (
+        set(HELD_OUT_SKY_FAMILIES) | set(HELD_OUT_GROUND_FAMILIES)
+    )
+    assert HELD_OUT_SPLITS == {"ood"}
+
+
+def _sky_hues(split: str, n: int = 80) -> list[float]:
+    """Hues of the sky colours drawn for ``n`` frames (zenith, horizon, side; grey ones left out)."""
+    hues = []
+    for i in range(n):
+        w = generate_scene(1, 16, 16, split=split, index=i).world
+        for color in (w.sky_zenith, w.sky_horizon, w.sky_side):
+            if color is not None and (hsv := colorsys.rgb_to_hsv(*color))[1] > 0.04:
+                hues.append(hsv[0])
+    return hues
+
+
+def test_held_out_sky_hues_are_outside_the_training_skies():
+    """The tinted skies' hues (green to teal, purple to pink) are never those of the other splits'
+    clear, overcast and dusk skies (the camera's white balance then shifts both a little)."""
+    train, ood = _sky_hues("train"), _sky_hues("ood")
+    assert len(train) > 100 and len(ood) > 100
+    assert all(h <= 0.15 or 0.53 <= h <= 0.72 for h in train)
+    assert all(0.20 <= h <= 0.47 or 0.74 <= h <= 0.98 for h in ood)
+
+
+def test_appearance_varies_in_light_sensor_and_texture():
+    scenes = list(generate_scenes(60, 7, 16, 16, split="train"))
+    worlds = [s.world for s in scenes]
+    red_over_blue = [w.sun_color[0] / w.sun_color[2] for w in worlds]  # warm (3000 K) to cool (8000 K) suns
+    assert min(red_over_blue) < 0.95 and max(red_over_blue) > 2.0
+    textured = [o.texture[0] for w in worlds for o in w.objects if o.texture is not None]
+    plain = [o for w in worlds for o in w.objects if o.texture is None]
+    assert set(textured) == {"stripes", "checker", "noise"} and len(plain) > len(textured) > 0
+    # objects coloured like the ground: hard cases are part of the data
+    close = [
+        o for w in worlds for o in w.objects if np.abs(np.subtract(o.color, w.ground_color)).max() < 0.15
+    ]
+    assert len(close) >= 0.05 * sum(len(w.objects) for w in worlds)
+
+
+def test_sensor_gamma_white_balance_and_jpeg_change_only_the_pixels():
+    base = generate_scene(2, 64, 48, index=0)
+    plain = _Sensor(exposure=1.0, vignetting=0.0, blur_sigma=0.0, noise_sigma=0.0)
+    args = dict(rng=np.random.default_rng(0))
+    clean = render(base.world, base.intrinsics, base.pose, plain, **args)
+    for sensor in (
+        dataclasses.replace(plain, gamma=1.2),
+        dataclasses.replace(plain, white_balance=(1.1, 1.0, 0.9)),
+        dataclasses.replace(plain, jpeg_quality=40),
+    ):
+        out = render(base.world, base.intrinsics, base.pose, sensor, **args)
+        np.testing.assert_array_equal(out.semantic, clean.semantic)
+        np.testing.assert_array_equal(out.panoptic, clean.panoptic)
+        diff = np.abs(out.image.astype(int) - clean.image.astype(int))
+        assert 0 < diff.mean() < 40, sensor
+    warm = render(
+        base.world, base.intrinsics, base.pose, dataclasses.replace(plain, white_balance=(1.1, 1.0, 0.9))
+    )
+    assert warm.image[..., 0].astype(int).sum() > clean.image[..., 0].astype(int).sum()
+    assert warm.image[..., 2].astype(int).sum() < clean.image[..., 2].astype(int).sum()
+
+
+def test_a_textured_object_shows_both_its_colours():
+    red, blue = (0.9, 0.1, 0.1), (0.1, 0.1, 0.9)
+    base = generate_scene(2, 96, 72, index=0)
+    pose = CameraPose(0.0, 0.0, 1.0, 0.0, 0.1)
+    box = Primitive("box", (3.0, 0.0, 0.6), (0.6, 0.6, 0.6), 0.3, red, 0.0, ("stripes", blue, 0.1))
+    world = dataclasses.replace(base.world, objects=(box,), sky_side=None)
+    scene = render(world, base.intrinsics, pose)
+    pixels = scene.image[scene.instances == 1].astype(int)
+    assert len(pixels) > 200
+    reddish = (pixels[:, 0] > pixels[:, 2] + 30).mean()
+    bluish = (pixels[:, 2] > pixels[:, 0] + 30).mean()
+    assert 0.25 < reddish < 0.75 and 0.25 < bluish < 0.75

@@ -196,7 +196,43 @@ def _ground_albedo(world: World, x, y, footprint) -> np.ndarray:
     if contrast > 0.0:
         checker = (np.floor(x / tile) + np.floor(y / tile)) % 2.0
         shade += contrast * np.exp(-2.0 * footprint / tile) * (checker - 0.5)
-    return np.clip(shade, 0.2, 2.0)[:, None] * np.asarray(world.ground_color, np.float32)[None, :]
+    shade = np.clip(shade, 0.2, 2.0)[:, None]
+    first = np.asarray(world.ground_color, np.float32)[None, :]
+    if world.ground_pattern == "noise":
+        return shade * first
+    second = np.asarray(world.ground_color2, np.float32)[None, :]
+    scale = world.ground_pattern_scale
+    if world.ground_pattern == "checker":
+        mix = (np.floor(x / scale) + np.floor(y / scale)) % 2.0
+        # finer than a pixel: the tiles average out to the mean colour
+        mix = 0.5 + np.exp(-2.0 * footprint / scale) * (mix - 0.5)
+    elif world.ground_pattern == "patches":
+        n = _value_noise(world.noise_grid, x / scale + 31.7, y / scale - 12.9)
+        mix = np.clip((n - 0.5) * 4.0 + 0.5, 0.0, 1.0)
+    else:
+        raise ValueError(f"unknown ground pattern {world.ground_pattern!r}")
+    return shade * (first + mix[:, None] * (second - first))
+
+
+def _object_albedo(obj: Primitive, color: np.ndarray, x, y, z, noise_grid: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 albedo of ``obj`` at its surface points (x, y, z) (N,): its colour, or its
+    texture's blend of its two colours."""
+    if obj.texture is None:
+        return np.broadcast_to(color, (len(x), 3))
+    pattern, second, scale = obj.texture
+    c, s = math.cos(obj.yaw), math.sin(obj.yaw)
+    lx = c * (x - obj.center[0]) + s * (y - obj.center[1])
+    ly = -s * (x - obj.center[0]) + c * (y - obj.center[1])
+    if pattern == "stripes":
+        mix = np.floor(z / scale) % 2.0
+    elif pattern == "checker":
+        mix = (np.floor(lx / scale) + np.floor(ly / scale) + np.floor(z / scale)) % 2.0
+    elif pattern == "noise":
+        n = _value_noise(noise_grid, (lx + z) / scale + 7.1, (ly - z) / scale + 3.3)
+        mix = np.clip((n - 0.5) * 3.0 + 0.5, 0.0, 1.0)
+    else:
+        raise ValueError(f"unknown object texture {pattern!r}")
+    return color + mix.astype(np.float32)[:, None] * (np.asarray(second, np.float32) - color)
 
 
 def _sky_color(world: World, dx, dy, dz) -> np.ndarray:
@@ -204,6 +240,10 @@ def _sky_color(world: World, dx, dy, dz) -> np.ndarray:
     elevation = np.clip(dz, 0.0, 1.0)
     horizon = np.asarray(world.sky_horizon, np.float32)
     zenith = np.asarray(world.sky_zenith, np.float32)
+    if world.sky_side is not None:  # low sky tinted towards one side (dusk glow, a coloured haze)
+        toward = np.cos(np.arctan2(dy, dx) - world.sky_side_azimuth) * 0.5 + 0.5
+        weight = (toward**2 * (1.0 - np.sqrt(elevation))).astype(np.float32)[:, None]
+        horizon = horizon + weight * (np.asarray(world.sky_side, np.float32) - horizon)
     color = horizon + np.sqrt(elevation)[:, None] * (zenith - horizon)
     sun = np.asarray(world.sun_direction, np.float32)
     cos_sun = np.clip(dx * sun[0] + dy * sun[1] + dz * sun[2], 0.0, 1.0)
@@ -336,14 +376,30 @@ def render(
         albedo_lut[index] = obj.color
         specular_lut[index] = obj.specular
     albedo = albedo_lut[owner]
+    for index, obj in enumerate(world.objects):
+        if obj.texture is None:
+            continue
+        where = np.nonzero(owner == index)
+        if where[0].size:
+            t = depth[where]
+            albedo[where] = _object_albedo(
+                obj,
+                albedo_lut[index],
+                ox + t * dx[where],
+                oy + t * dy[where],
+                oz + t * dz[where],
+                world.noise_grid,
+            )
     ground = owner == ground_code
     if ground.any():
         t = depth[ground]
         footprint = t * norm[ground] ** 2 / (intrinsics.fx * np.maximum(-dz[ground], 1e-6))
         albedo[ground] = _ground_albedo(world, ox + t * dx[ground], oy + t * dy[ground], footprint)
     cos_sun = np.maximum(nx * sun[0] + ny * sun[1] + nz * sun[2], 0.0) * lit
-    light = world.ambient * (0.6 + 0.4 * nz) + world.sun_intensity * cos_sun
-    color = albedo * light[..., None]
+    ambient = world.ambient * np.asarray(world.ambient_color, np.float32)
+    sun_light = world.sun_intensity * np.asarray(world.sun_color, np.float32)
+    light = (0.6 + 0.4 * nz)[..., None] * ambient + cos_sun[..., None] * sun_light
+    color = albedo * light
     # Blinn highlight: half vector between the sun and the direction back to the camera
     hx, hy, hz = sun[0] - vx, sun[1] - vy, sun[2] - vz
     hnorm = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-6
@@ -359,7 +415,7 @@ def render(
         color[sky] = _sky_color(world, vx[sky], vy[sky], vz[sky])
 
     if sensor is not None:
-        color *= sensor.exposure
+        color *= sensor.exposure * np.asarray(sensor.white_balance, np.float32)
         if sensor.vignetting > 0.0:
             r2 = ((np.arange(width) - intrinsics.cx) / width)[None, :] ** 2
             r2 = r2 + ((np.arange(height) - intrinsics.cy) / width)[:, None] ** 2
@@ -370,7 +426,14 @@ def render(
             if rng is None:
                 raise ValueError("render() needs rng when the sensor adds noise")
             color += sensor.noise_sigma * rng.standard_normal(color.shape, dtype=np.float32)
+    if sensor is not None and sensor.gamma != 1.0:
+        color = np.clip(color, 0.0, None) ** np.float32(1.0 / sensor.gamma)
     image = np.clip(color * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+    if sensor is not None and sensor.jpeg_quality:
+        ok, data = cv2.imencode(
+            ".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(sensor.jpeg_quality)]
+        )
+        image = np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]) if ok else image
 
     return Scene(
         image=image,

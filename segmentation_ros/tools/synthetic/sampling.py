@@ -7,6 +7,7 @@ frames (:func:`generate_scene`, :func:`generate_scenes`), driving sequences
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -25,8 +26,13 @@ from segmentation_ros.tools.synthetic.world import (
     _Sensor,
 )
 
-SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
-"""Named splits and the seed offset each one mixes into every frame's random stream."""
+SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2, "ood": 3}
+"""Named splits and the seed offset each one mixes into every frame's random stream. ``train``,
+``val`` and ``test`` draw appearance from the same ranges; ``ood`` (out of distribution) draws it
+from ranges the others never use (see :data:`HELD_OUT_SPLITS`)."""
+
+HELD_OUT_SPLITS = frozenset({"ood"})
+"""Splits whose appearance (sky hues, ground texture families) the training split never shows."""
 
 _KIND_SCENE = 0
 _KIND_SEQUENCE = 1
@@ -83,10 +89,18 @@ def _footprints_overlap(a: Primitive, b: Primitive, tolerance: float = 1e-6) -> 
     return True
 
 
-def _make(kind, x, y, half_extents, yaw, color, specular) -> Primitive:
+def _make(kind, x, y, half_extents, yaw, color, specular, texture=None) -> Primitive:
     return Primitive(
-        kind, (float(x), float(y), float(half_extents[2])), half_extents, float(yaw), color, specular
+        kind, (float(x), float(y), float(half_extents[2])), half_extents, float(yaw), color, specular, texture
     )
+
+
+def _random_texture(rng: np.random.Generator) -> tuple[str, tuple[float, float, float], float] | None:
+    """A surface pattern for an object, independent of its class (or none)."""
+    if rng.random() >= 0.35:
+        return None
+    pattern = OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))]
+    return pattern, _random_color(rng), float(rng.uniform(0.06, 0.4))
 
 
 def _place_objects(
@@ -112,7 +126,9 @@ def _place_objects(
         half_extents = half_extents or _random_size(rng, kind)
         yaw = rng.uniform(0.0, 2.0 * math.pi) if yaw is None else yaw
         specular = float(rng.uniform(0.0, 0.5)) if rng.random() < 0.5 else 0.0
-        return _make(kind, x, y, half_extents, yaw, color or _random_color(rng), specular)
+        return _make(
+            kind, x, y, half_extents, yaw, color or _random_color(rng), specular, _random_texture(rng)
+        )
 
     remaining = count
     attempts = 0
@@ -159,6 +175,7 @@ def _place_objects(
                     candidate.yaw,
                     candidate.color,
                     candidate.specular,
+                    candidate.texture,
                 )
                 if not _footprints_overlap(moved, anchor):
                     break
@@ -178,6 +195,7 @@ def _place_objects(
                         candidate.yaw,
                         candidate.color,
                         candidate.specular,
+                        candidate.texture,
                     )
                     if _footprints_overlap(probe, anchor):
                         lo = mid
@@ -190,62 +208,163 @@ def _place_objects(
     return placed
 
 
-def _sample_appearance(rng: np.random.Generator) -> dict[str, Any]:
-    """Light, ground and sky parameters of a :class:`World`."""
-    elevation = rng.uniform(math.radians(20.0), math.radians(70.0))
+SKY_FAMILIES = ("clear", "overcast", "dusk")
+"""Skies of the training split (and ``val``, ``test``)."""
+HELD_OUT_SKY_FAMILIES = ("tinted",)
+"""Skies only the held-out appearance split shows: hues no other split uses (green to teal, purple
+to pink)."""
+GROUND_FAMILIES = ("grass", "asphalt", "concrete", "sand", "tiles")
+"""Ground textures of the training split (and ``val``, ``test``)."""
+HELD_OUT_GROUND_FAMILIES = ("checker", "patches")
+"""Ground textures only the held-out split shows: a checker of two random colours, and large
+blotches of two random colours (for example a green textured ground)."""
+OBJECT_TEXTURES = ("stripes", "checker", "noise")
+
+
+def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
+    return tuple(float(c) for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
+
+
+def _kelvin_rgb(kelvin: float) -> tuple[float, float, float]:
+    """Approximate RGB of a black body at ``kelvin`` (1500-15000 K), scaled to a mean of 1."""
+    t = kelvin / 100.0
+    r = 1.0 if t <= 66 else 1.29294 * (t - 60) ** -0.1332
+    g = 0.39008 * math.log(t) - 0.63184 if t <= 66 else 1.12989 * (t - 60) ** -0.0755
+    b = 1.0 if t >= 66 else (0.0 if t <= 19 else 0.54321 * math.log(t - 10) - 1.19625)
+    rgb = np.clip([r, g, b], 0.05, 1.0)
+    return tuple(float(c) for c in rgb / rgb.mean())
+
+
+def _sample_sky(rng: np.random.Generator, held_out: bool) -> dict[str, Any]:
+    family = (HELD_OUT_SKY_FAMILIES if held_out else SKY_FAMILIES)[
+        int(
+            rng.choice(
+                len(HELD_OUT_SKY_FAMILIES if held_out else SKY_FAMILIES),
+                p=None if held_out else (0.5, 0.2, 0.3),
+            )
+        )
+    ]
+    side = None
+    if family == "overcast":
+        grey = rng.uniform(0.55, 0.9)
+        zenith, horizon = (grey * 0.92, grey * 0.95, grey), (grey, grey, grey)
+    elif family == "clear":
+        zenith = _hsv(rng.uniform(0.55, 0.66), rng.uniform(0.35, 0.8), rng.uniform(0.6, 1.0))
+        horizon = _hsv(rng.uniform(0.53, 0.62), rng.uniform(0.05, 0.3), rng.uniform(0.8, 1.0))
+        if rng.random() < 0.3:
+            side = _hsv(rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.35), rng.uniform(0.85, 1.0))
+    elif family == "dusk":  # an orange-red horizon under a darker blue-violet sky
+        zenith = _hsv(rng.uniform(0.58, 0.72), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7))
+        horizon = _hsv(rng.uniform(0.0, 0.12), rng.uniform(0.3, 0.75), rng.uniform(0.7, 1.0))
+        side = _hsv(rng.uniform(0.0, 0.1), rng.uniform(0.5, 0.9), rng.uniform(0.8, 1.0))
+    else:  # tinted, held out
+        # hues 0.20-0.47 and 0.74-0.98: the other skies' colours have hues 0-0.15 and 0.53-0.72
+        hue = rng.uniform(0.23, 0.44) if rng.random() < 0.5 else rng.uniform(0.77, 0.95)
+        zenith = _hsv(hue, rng.uniform(0.25, 0.7), rng.uniform(0.5, 0.95))
+        horizon = _hsv(hue + rng.uniform(-0.03, 0.03), rng.uniform(0.08, 0.35), rng.uniform(0.75, 1.0))
+        if rng.random() < 0.5:
+            side = _hsv(hue + rng.uniform(-0.03, 0.03), rng.uniform(0.3, 0.7), rng.uniform(0.7, 1.0))
+    return {
+        "sky_family": family,
+        "sky_zenith": zenith,
+        "sky_horizon": horizon,
+        "sky_side": side,
+        "sky_side_azimuth": float(rng.uniform(0.0, 2.0 * math.pi)),
+        "cloud_cover": 0.0 if family == "overcast" else float(rng.uniform(0.0, 0.6)),
+    }
+
+
+def _sample_ground(rng: np.random.Generator, held_out: bool) -> dict[str, Any]:
+    families = HELD_OUT_GROUND_FAMILIES if held_out else GROUND_FAMILIES
+    family = families[int(rng.integers(len(families)))]
+    second = (0.0, 0.0, 0.0)
+    pattern, scale, tiles = "noise", 1.0, (float(rng.uniform(0.5, 2.0)), 0.0)
+    if family == "grass":
+        color = _hsv(rng.uniform(0.17, 0.36), rng.uniform(0.3, 0.75), rng.uniform(0.25, 0.65))
+    elif family == "asphalt":
+        grey = rng.uniform(0.12, 0.35)
+        color = (grey, grey, grey * rng.uniform(0.95, 1.08))
+    elif family == "concrete":  # Gazebo's grey plane too
+        grey = rng.uniform(0.35, 0.85)
+        color = (grey, grey, grey * rng.uniform(0.95, 1.05))
+    elif family == "sand":
+        color = _hsv(rng.uniform(0.04, 0.15), rng.uniform(0.15, 0.6), rng.uniform(0.35, 0.85))
+    elif family == "tiles":
+        color = _random_color(rng) if rng.random() < 0.3 else _hsv(0.0, 0.0, rng.uniform(0.3, 0.8))
+        tiles = (float(rng.uniform(0.3, 1.5)), float(rng.uniform(0.1, 0.3)))
+    elif family == "checker":  # held out: two random colours
+        color, second = _random_color(rng), _random_color(rng)
+        pattern, scale = "checker", float(rng.uniform(0.4, 2.5))
+    else:  # patches, held out: large blotches of two colours (one often green)
+        color = _hsv(rng.uniform(0.2, 0.4), rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.7))
+        second = _random_color(rng) if rng.random() < 0.5 else _hsv(rng.uniform(0.05, 0.45), 0.5, 0.5)
+        pattern, scale = "patches", float(rng.uniform(2.0, 8.0))
+    return {
+        "ground_family": family,
+        "ground_color": color,
+        "ground_color2": second,
+        "ground_pattern": pattern,
+        "ground_pattern_scale": scale,
+        "ground_tiles": tiles,
+        "ground_octaves": (
+            (float(rng.uniform(0.15, 0.4)), float(rng.uniform(0.05, 0.3))),
+            (float(rng.uniform(0.8, 2.0)), float(rng.uniform(0.05, 0.25))),
+            (float(rng.uniform(4.0, 12.0)), float(rng.uniform(0.0, 0.3))),
+        ),
+    }
+
+
+def _sample_appearance(rng: np.random.Generator, held_out: bool = False) -> dict[str, Any]:
+    """Light, ground and sky parameters of a :class:`World`; ``held_out``: the sky and ground
+    families of the held-out appearance split (:data:`HELD_OUT_SPLITS`) instead of the others."""
+    sky = _sample_sky(rng, held_out)
+    ground = _sample_ground(rng, held_out)
+    overcast = sky["sky_family"] == "overcast"
+    elevation = rng.uniform(math.radians(10.0), math.radians(75.0))
     azimuth = rng.uniform(0.0, 2.0 * math.pi)
     sun = (
         math.cos(elevation) * math.cos(azimuth),
         math.cos(elevation) * math.sin(azimuth),
         math.sin(elevation),
     )
-    ground_kind = rng.random()
-    if ground_kind < 0.35:  # grass
-        ground = colorsys.hsv_to_rgb(rng.uniform(0.2, 0.33), rng.uniform(0.35, 0.7), rng.uniform(0.35, 0.65))
-    elif ground_kind < 0.65:  # Gazebo's grey plane, concrete, asphalt
-        grey = rng.uniform(0.3, 0.8)
-        ground = (grey, grey, grey * rng.uniform(0.95, 1.05))
-    else:  # dirt, sand
-        ground = colorsys.hsv_to_rgb(rng.uniform(0.05, 0.14), rng.uniform(0.2, 0.55), rng.uniform(0.35, 0.75))
-    overcast = rng.random() < 0.2
-    if overcast:
-        grey = rng.uniform(0.65, 0.9)
-        zenith = (grey * 0.92, grey * 0.95, grey)
-        horizon = (grey, grey, grey)
-    else:
-        zenith = colorsys.hsv_to_rgb(rng.uniform(0.55, 0.64), rng.uniform(0.35, 0.75), rng.uniform(0.7, 1.0))
-        horizon = colorsys.hsv_to_rgb(
-            rng.uniform(0.55, 0.62), rng.uniform(0.05, 0.25), rng.uniform(0.85, 1.0)
-        )
+    sky_tint = np.asarray(sky["sky_zenith"]) + 0.3
     return {
+        **sky,
+        **ground,
         "sun_direction": sun,
-        "sun_intensity": float(rng.uniform(0.3, 0.6) if overcast else rng.uniform(0.55, 0.9)),
-        "ambient": float(rng.uniform(0.5, 0.75) if overcast else rng.uniform(0.35, 0.6)),
-        "ground_color": tuple(float(c) for c in ground),
-        "ground_octaves": (
-            (float(rng.uniform(0.15, 0.4)), float(rng.uniform(0.05, 0.25))),
-            (float(rng.uniform(0.8, 2.0)), float(rng.uniform(0.05, 0.2))),
-            (float(rng.uniform(4.0, 12.0)), float(rng.uniform(0.0, 0.2))),
-        ),
-        "ground_tiles": (
-            float(rng.uniform(0.5, 2.0)),
-            float(rng.uniform(0.05, 0.2)) if rng.random() < 0.3 else 0.0,
-        ),
-        "sky_horizon": tuple(float(c) for c in horizon),
-        "sky_zenith": tuple(float(c) for c in zenith),
-        "cloud_cover": 0.0 if overcast else float(rng.uniform(0.0, 0.6)),
-        "visibility": float(rng.uniform(60.0, 400.0)),
+        "sun_intensity": float(rng.uniform(0.25, 0.6) if overcast else rng.uniform(0.45, 1.0)),
+        "ambient": float(rng.uniform(0.45, 0.8) if overcast else rng.uniform(0.25, 0.6)),
+        "sun_color": _kelvin_rgb(float(rng.uniform(3000.0, 8000.0))),
+        "ambient_color": tuple(float(c) for c in sky_tint / sky_tint.mean()),
+        "visibility": float(rng.uniform(40.0, 400.0)),
         "noise_grid": rng.random((64, 64), dtype=np.float32),
         "noise_offset": (float(rng.uniform(0, 64)), float(rng.uniform(0, 64))),
     }
 
 
+def _like_ground(
+    rng: np.random.Generator, objects: list[Primitive], ground: tuple[float, ...]
+) -> list[Primitive]:
+    """Some objects recoloured close to the ground's colour (hard cases: objects that barely stand
+    out)."""
+    out = []
+    for obj in objects:
+        if rng.random() < 0.15:
+            color = np.clip(np.asarray(ground) * rng.uniform(0.8, 1.25) + rng.normal(0.0, 0.04, 3), 0.0, 1.0)
+            obj = dataclasses.replace(obj, color=tuple(float(c) for c in color), texture=None)
+        out.append(obj)
+    return out
+
+
 def _sample_sensor(rng: np.random.Generator) -> _Sensor:
     return _Sensor(
-        exposure=float(rng.uniform(0.85, 1.15)),
+        exposure=float(rng.uniform(0.7, 1.35)),
         vignetting=float(rng.uniform(0.0, 0.5)),
-        blur_sigma=float(rng.uniform(0.3, 0.9)),
-        noise_sigma=float(rng.uniform(0.003, 0.015)),
+        blur_sigma=float(rng.uniform(0.3, 1.2)),
+        noise_sigma=float(rng.uniform(0.003, 0.025)),
+        gamma=float(rng.uniform(0.8, 1.25)),
+        white_balance=tuple(float(g) for g in rng.uniform(0.87, 1.13, size=3)),
+        jpeg_quality=int(rng.integers(30, 91)) if rng.random() < 0.4 else 0,
     )
 
 
@@ -283,7 +402,9 @@ def parse_synthetic_spec(spec: str, default: tuple[int, int]) -> tuple[int, int]
     if width < MIN_SPEC_SIZE or height < MIN_SPEC_SIZE:
         raise ValueError(f"--data {spec!r}: frames must be at least {MIN_SPEC_SIZE}x{MIN_SPEC_SIZE}")
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise ValueError(f"--data {spec!r}: the long side may be at most {MAX_ASPECT_RATIO} times the short one")
+        raise ValueError(
+            f"--data {spec!r}: the long side may be at most {MAX_ASPECT_RATIO} times the short one"
+        )
     return width, height
 
 
@@ -364,7 +485,9 @@ def generate_scene(
 
     count = int(rng.integers(lo, hi + 1))
     objects = _place_objects(rng, count, sample_anchor, allowed)
-    world = World(objects=tuple(objects), **_sample_appearance(rng))
+    appearance = _sample_appearance(rng, held_out=split in HELD_OUT_SPLITS)
+    objects = _like_ground(rng, objects, appearance["ground_color"])
+    world = World(objects=tuple(objects), **appearance)
     return render(
         world,
         intrinsics,
@@ -487,7 +610,9 @@ def generate_sequence(
 
     count = max(1, int(round(objects_per_meter * path_length)))
     objects = _place_objects(rng, count, sample_anchor, allowed)
-    world = World(objects=tuple(objects), **_sample_appearance(rng))
+    appearance = _sample_appearance(rng, held_out=split in HELD_OUT_SPLITS)
+    objects = _like_ground(rng, objects, appearance["ground_color"])
+    world = World(objects=tuple(objects), **appearance)
     sensor = _sample_sensor(rng)
 
     frame_step = substeps

@@ -144,7 +144,9 @@ class Primitive:
     is half the height); ``half_extents`` are the half sizes along the object's x, y, z axes (box:
     half length, width, height; sphere: (r, r, r); cylinder: (r, r, h / 2)); ``yaw`` rotates the
     object about the vertical; ``color`` is the RGB albedo in [0, 1]; ``specular`` the strength of
-    the highlight."""
+    the highlight; ``texture`` an optional surface pattern ``(pattern, second colour, scale [m])``,
+    pattern ``"stripes"`` (horizontal bands), ``"checker"`` (a 3-D checker in the object's frame) or
+    ``"noise"`` (smooth blotches), drawn independently of the class."""
 
     kind: str
     center: tuple[float, float, float]
@@ -152,6 +154,7 @@ class Primitive:
     yaw: float
     color: tuple[float, float, float]
     specular: float = 0.0
+    texture: tuple[str, tuple[float, float, float], float] | None = None
 
     @property
     def class_id(self) -> int:
@@ -212,6 +215,17 @@ class World:
     visibility: float  # [m] haze: distance at which 63 % of the colour is the horizon colour
     noise_grid: np.ndarray  # (64, 64) float32 in [0, 1], periodic value-noise lattice
     noise_offset: tuple[float, float]
+    # ground texture family: "noise" (octaves and optional tiles of ground_color), "checker" (tiles of
+    # ground_color and ground_color2), "patches" (large blotches blending the two colours)
+    ground_pattern: str = "noise"
+    ground_color2: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    ground_pattern_scale: float = 1.0  # [m]: checker tile size or blotch wavelength
+    sun_color: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour temperature of the sun
+    ambient_color: tuple[float, float, float] = (1.0, 1.0, 1.0)  # tint of the sky's light
+    sky_side: tuple[float, float, float] | None = None  # the sky low down towards sky_side_azimuth
+    sky_side_azimuth: float = 0.0  # [rad], about z from +x
+    sky_family: str = "clear"  # what the sampler drew (sampling.SKY_FAMILIES and the held-out ones)
+    ground_family: str = "concrete"  # (sampling.GROUND_FAMILIES and the held-out ones)
 
     # computed once per world, so the frames of a sequence share them
     @cached_property
@@ -231,6 +245,9 @@ class _Sensor:
     vignetting: float
     blur_sigma: float  # [px]
     noise_sigma: float  # in [0, 1] intensity units
+    gamma: float = 1.0  # output = linear ** (1 / gamma)
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gains
+    jpeg_quality: int = 0  # 1-100: the frame goes through JPEG at this quality; 0: it does not
 
 
 @dataclass(frozen=True, eq=False)
