@@ -72,7 +72,6 @@ from segmentation_ros.tools.synthetic.export import (
     write_sequence_bag,
 )
 from segmentation_ros.tools.synthetic.raycast import render
-from segmentation_ros.tools.synthetic.sampling import MIN_SPEC_SIZE as MIN_SPEC_SIZE  # not in __all__
 from segmentation_ros.tools.synthetic.sampling import (
     HELD_OUT_SPLITS,
     SPLITS,
@@ -81,6 +80,7 @@ from segmentation_ros.tools.synthetic.sampling import (
     generate_sequence,
     parse_synthetic_spec,
 )
+from segmentation_ros.tools.synthetic.sampling import MIN_SPEC_SIZE as MIN_SPEC_SIZE  # not in __all__
 from segmentation_ros.tools.synthetic.world import (
     CameraIntrinsics,
     CameraPose,
