@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -14,23 +16,50 @@ from segmentation_ros.tools.cli import main
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def demo_run(tmp_path_factory):
+    """(output directory, what the command printed) of one tiny demo run."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny frames: threads only add spin-waiting on a shared 2-core box
     try:
         out = tmp_path_factory.mktemp("demo")
-        args = ["demo", "--out", str(out), "--frames", "3", "--eval-scenes", "2", "--width", "160", "--height", "120"]
-        assert main([*args, "--device", "cpu", "--quiet"]) == 0
-        yield out
+        args = [
+            "demo",
+            "--out",
+            str(out),
+            "--frames",
+            "3",
+            "--eval-scenes",
+            "2",
+            "--width",
+            "160",
+            "--height",
+            "120",
+        ]
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main([*args, "--device", "cpu", "--quiet"]) == 0
+        yield out, printed.getvalue()
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(demo_run):
+    return demo_run[0]
 
 
 def test_demo_writes_a_segmented_bag_with_every_panoptic_output(demo_dir):
     with AnyReader([demo_dir / "segmented"]) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
     assert counts["/camera/image_raw"] == 3 and counts["/camera/camera_info"] == 3
-    for topic in ("semantic/labels", "instances/ids", "detections", "panoptic/ids", "panoptic/color", "overlay"):
+    for topic in (
+        "semantic/labels",
+        "instances/ids",
+        "detections",
+        "panoptic/ids",
+        "panoptic/color",
+        "overlay",
+    ):
         assert counts[f"/camera/{topic}"] == 3, topic
     assert counts["/camera/label_info"] == 1
     # the RGB-D camera's depth, paired with every frame: segmented 3D
@@ -50,15 +79,35 @@ def test_demo_picture_and_overlays(demo_dir):
     assert first.shape == (120, 160, 3) and np.ptp(first) > 0
 
 
-def test_demo_metrics(demo_dir):
-    report = json.loads((demo_dir / "metrics.json").read_text())
-    assert 0.0 <= report["semantic"]["miou"] <= 1.0
-    assert 0.0 <= report["panoptic"]["all"]["pq"] <= 1.0
-    assert report["config"]["parameters"]["semantic_model"] == "shapes_lraspp"
-    # the files the weights were read from (DEFAULT resolves to the shipped demo weights)
-    assert report["engine"]["semantic_weights_source"].endswith("shapes_lraspp.pt")
-    assert report["engine"]["instance_weights_source"].endswith("shapes_maskrcnn.pt")
-    assert (demo_dir / "metrics.txt").read_text().strip()
+def test_demo_metrics_in_and_out_of_distribution(demo_dir):
+    metrics = json.loads((demo_dir / "metrics.json").read_text())
+    assert set(metrics) == {"in_distribution", "out_of_distribution", "config"}
+    assert metrics["config"]["parameters"]["semantic_model"] == "shapes_lraspp"
+    assert metrics["config"]["splits"] == {"in_distribution": "test", "out_of_distribution": "ood"}
+    for key, split in (("in_distribution", "test"), ("out_of_distribution", "ood")):
+        report = metrics[key]
+        assert report["config"]["split"] == split and report["config"]["num"] == 2
+        assert report["data"]["images"] == 2
+        assert 0.0 <= report["semantic"]["miou"] <= 1.0
+        assert 0.0 <= report["panoptic"]["all"]["pq"] <= 1.0
+        # the files the weights were read from (DEFAULT resolves to the shipped demo weights)
+        assert report["engine"]["semantic_weights_source"].endswith("shapes_lraspp.pt")
+        assert report["engine"]["instance_weights_source"].endswith("shapes_maskrcnn.pt")
+    text = (demo_dir / "metrics.txt").read_text()
+    header, in_row, out_row = text.splitlines()[:3]
+    assert header.split() == ["split", "mIoU", "AP50", "PQ"]
+    assert in_row.split()[:2] == ["in_distribution", "test"]
+    assert out_row.split()[:2] == ["out_of_distribution", "ood"]
+    assert f"{100 * metrics['out_of_distribution']['semantic']['miou']:.1f}" in out_row
+    titles = [line for line in text.splitlines() if line.startswith("== ")]
+    assert [t.split()[1] for t in titles] == ["in-distribution", "out-of-distribution"]
+    assert sum(line.startswith("class ") for line in text.splitlines()) == 2  # a full report under each title
+
+
+def test_demo_prints_both_evaluations(demo_run):
+    """`segmentation-ros demo` prints metrics.txt: both evaluations, each under its title."""
+    out, printed = demo_run
+    assert (out / "metrics.txt").read_text() in printed
 
 
 @pytest.mark.parametrize("option", ["--frames", "--eval-scenes"])

@@ -342,6 +342,38 @@ def test_cli_eval_writes_json(tmp_path, capsys):
     assert "mIoU" in printed and "ground" in printed
 
 
+def test_cli_eval_ood_split_scores_the_ood_frames(tmp_path, monkeypatch):
+    """``--split ood``: the generator is asked for the out-of-distribution split and the report says so."""
+    from segmentation_ros.tools import synthetic
+
+    splits = []
+    original = synthetic.generate_scenes
+
+    def spy(*args, **kwargs):
+        splits.append(kwargs.get("split"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "generate_scenes", spy)
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--model", "shapes_lraspp", "--device", "cpu", "--data", "synthetic:48x32", "--num", "2"]
+    assert main([*argv, "--split", "ood", "--json", str(out), "--quiet"]) == 0
+    assert splits == ["ood"]
+    config = json.loads(out.read_text())["config"]
+    assert (config["split"], config["num"], config["resolution"]) == ("ood", 2, "48x32")
+
+
+def test_cli_eval_split_is_for_synthetic_data(tmp_path, capsys):
+    """A dataset directory has no splits: ``--split ood`` with one is an error before any model loads."""
+    rc = main(["eval", "--weights", "none", "--device", "cpu", "--data", str(tmp_path), "--split", "ood"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--split ood is for synthetic data" in err and str(tmp_path) in err
+    with pytest.raises(SystemExit) as exc:  # not an evaluation split: argparse says which are
+        main(["eval", "--weights", "none", "--device", "cpu", "--data", "synthetic", "--split", "train"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'train'" in capsys.readouterr().err
+
+
 def test_cli_eval_bad_data_is_an_error(capsys):
     rc = main(["eval", "--weights", "none", "--device", "cpu", "--data", "no/such/dir"])
     assert rc == 2
@@ -374,4 +406,6 @@ def test_segment_in_batches_checks_what_the_engine_returns() -> None:
     with pytest.raises(ValueError, match="1 results for 2 frames"):
         list(segment_in_batches(lambda images: engine(images)[:1], items, 2))
     with pytest.raises(ValueError, match="f0: result is 3x2, image is 6x4"):
-        list(segment_in_batches(lambda images: [Segmentation(2, 3)] * len(images), items, 2, lambda i: i.name))
+        list(
+            segment_in_batches(lambda images: [Segmentation(2, 3)] * len(images), items, 2, lambda i: i.name)
+        )

@@ -181,6 +181,7 @@ def test_cli_eval_tracking_end_to_end(tmp_path, capsys):
     config = report["config"]
     assert config["task"] == "tracking" and config["models"] == {"instance": "shapes_maskrcnn"}
     assert (config["seeds"], config["frames_per_sequence"], config["resolution"]) == ([0, 1], 5, "96x72")
+    assert config["split"] == "test"  # the default: in-distribution drives
     assert report["data"]["frames"] == 10 and report["data"]["label_set"] == "shapes"
     tracking = report["tracking"]
     assert set(tracking) >= {"tracked", "untracked", "over_detected", "sequences", "definitions"}
@@ -203,6 +204,27 @@ def test_cli_eval_tracking_end_to_end(tmp_path, capsys):
         assert detected["matches"] + detected["switches"] == tracking[v]["matches"] + tracking[v]["switches"]
     assert report["timing"]["tracker_ms_per_frame"] >= 0
     assert format_tracking_report(report).splitlines()[0].split()[:2] == ["ids", "IDF1"]
+
+
+def test_cli_eval_tracking_ood_split(tmp_path, monkeypatch):
+    """``--split ood``: the drives come from the out-of-distribution split and the report says so."""
+    from segmentation_ros.tools import synthetic
+
+    splits = []
+    original = synthetic.generate_sequence
+
+    def spy(*args, **kwargs):
+        splits.append(kwargs.get("split"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "generate_sequence", spy)
+    out = tmp_path / "tracking.json"
+    argv = ["eval", "--task", "tracking", "--model", "shapes_maskrcnn", "--device", "cpu", "--split", "ood"]
+    argv += ["--data", "synthetic:64x48", "--num", "1", "--frames", "2", "--quiet", "--json", str(out)]
+    assert main(argv) == 0
+    assert splits == ["ood"]
+    report = json.loads(out.read_text())
+    assert report["config"]["split"] == "ood" and report["data"]["frames"] == 2
 
 
 @pytest.mark.parametrize(

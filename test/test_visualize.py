@@ -54,7 +54,9 @@ def test_colorize_instances_distinct_ids_distinct_colours_zero_black() -> None:
 
 def _semantic(labels: np.ndarray) -> Segmentation:
     voc = get_label_set("voc")
-    return Segmentation(H, W, semantic=SemanticResult(labels=labels, confidence=np.zeros_like(labels), label_set=voc))
+    return Segmentation(
+        H, W, semantic=SemanticResult(labels=labels, confidence=np.zeros_like(labels), label_set=voc)
+    )
 
 
 def test_overlay_blends_painted_pixels_only_and_keeps_the_rest() -> None:
@@ -104,7 +106,9 @@ def test_overlay_with_precomputed_colors_is_the_same_picture() -> None:
     labels = rng.integers(0, 21, (H, W)).astype(np.uint8)
     result = _semantic(labels)
     made_here = overlay(image, result)
-    np.testing.assert_array_equal(overlay(image, result, colors=colorize_labels(labels, get_label_set("voc"))), made_here)
+    np.testing.assert_array_equal(
+        overlay(image, result, colors=colorize_labels(labels, get_label_set("voc"))), made_here
+    )
 
 
 def test_colorize_panoptic_class_colour_shifted_per_instance() -> None:
@@ -125,12 +129,81 @@ def test_colorize_panoptic_class_colour_shifted_per_instance() -> None:
     segment_ids = rng.integers(0, 5, (H, W)).astype(np.int32)
     lookup = {0: 0, **{s.id: s.class_id * divisor + s.instance_id for s in segments}}
     encoded = np.vectorize(lookup.get)(segment_ids).astype(np.int32)
-    result = PanopticResult(segment_ids=segment_ids, panoptic=encoded, segments=segments, label_set=coco, label_divisor=divisor)
+    result = PanopticResult(
+        segment_ids=segment_ids, panoptic=encoded, segments=segments, label_set=coco, label_divisor=divisor
+    )
 
     classes, instances = encoded // divisor, encoded % divisor
     reference = coco.color_table[classes].astype(np.int16)
-    reference = np.where((instances > 0)[..., None], reference + ((instances * 37) % 96 - 48)[..., None], reference)
+    reference = np.where(
+        (instances > 0)[..., None], reference + ((instances * 37) % 96 - 48)[..., None], reference
+    )
     reference = np.where((segment_ids == 0)[..., None], 0, np.clip(reference, 0, 255)).astype(np.uint8)
     got = colorize_panoptic(result)
     np.testing.assert_array_equal(got, reference)
     assert not np.array_equal(got[segment_ids == 1][0], got[segment_ids == 2][0])  # two persons differ
+
+
+# ---- captions: a dark chip behind white letters, legible on any picture ----------------------------
+def _assert_legible_caption(picture: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The caption is where ``picture`` differs from ``reference`` (the same picture without it): its
+    bounding box must be a chip of one dark colour (its 1-pixel rim uniform) with light letters
+    inside. Returns the chip's colour."""
+    rows, cols = np.nonzero((picture != reference).any(axis=2))
+    assert len(rows), "no caption drawn"
+    chip = picture[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.int16)
+    assert chip.shape[0] >= 8 and chip.shape[1] >= 8, chip.shape
+    rim = np.concatenate([chip[0], chip[-1], chip[:, 0], chip[:, -1]])
+    assert (rim == rim[0]).all(), "the caption's background is not one uniform colour"
+    assert rim[0].max() < 80, f"the caption's background {rim[0]} is not dark"
+    assert int(chip.max()) - int(chip.min()) > 150, "letters and their background are too alike"
+    assert (chip.min(axis=2) > 150).sum() >= 8, "too few light letter pixels"
+    return rim[0]
+
+
+@pytest.mark.parametrize("title", ["input", "3D, from above"])
+def test_side_by_side_titles_are_legible_on_black_grey_and_white_panels(title) -> None:
+    from segmentation_ros.engine.visualize import side_by_side
+
+    chips = []
+    for value in (0, 128, 255):
+        panel = np.full((60, 120, 3), value, np.uint8)
+        picture = side_by_side([panel, panel], [title, title])
+        assert picture.shape == (60, 2 * 120 + 4, 3)
+        chips.append(_assert_legible_caption(picture[:, :120], panel))
+        np.testing.assert_array_equal(picture[:, 124:], picture[:, :120])  # every panel the same way
+    assert all((c == chips[0]).all() for c in chips), "the caption's look depends on the picture"
+
+
+@pytest.mark.parametrize("top", [30, 1])  # room above the box for the label, and none: inside the box
+def test_overlay_box_labels_are_legible_on_black_and_white_images(top) -> None:
+    import cv2
+
+    from segmentation_ros.engine.visualize import instance_color
+
+    height, width, box = 80, 120, (20, top, 100, top + 30)
+    instances = InstanceResult(
+        ids=np.array([3], np.int32),
+        class_ids=np.array([15], np.int64),
+        scores=np.array([0.9], np.float32),
+        boxes=np.array([box], np.float32),
+        masks=torch.zeros((1, height, width), dtype=torch.bool),  # nothing painted: only the box and label
+        instance_ids=np.zeros((height, width), np.uint16),
+        label_set=get_label_set("voc"),
+    )
+    for value in (0, 255):
+        image = np.full((height, width, 3), value, np.uint8)
+        reference = image.copy()
+        cv2.rectangle(reference, box[:2], box[2:], instance_color(3), 1, cv2.LINE_AA)
+        _assert_legible_caption(overlay(image, Segmentation(height, width, instances=instances)), reference)
+
+
+def test_top_view_ids_are_legible(monkeypatch) -> None:
+    from segmentation_ros.engine import visualize
+
+    xyz = np.zeros((0, 3), np.float32)
+    colors = np.zeros((0, 3), np.uint8)
+    boxes = [(7, np.array([0.0, 0.0, 2.0]), np.array([1.0, 1.0, 1.0]))]
+    picture = visualize.top_view(xyz, colors, boxes, (120, 160), max_range=4.0)
+    monkeypatch.setattr(visualize, "_draw_caption", lambda *args, **kwargs: None)
+    _assert_legible_caption(picture, visualize.top_view(xyz, colors, boxes, (120, 160), max_range=4.0))

@@ -27,6 +27,9 @@ __all__ = [
 _INSTANCE_COLORS = palette(256)[1:]  # distinct, deterministic; 0 stays black
 # Colour of every uint16 instance id: 0 black, then the palette repeating.
 _INSTANCE_TABLE = np.concatenate([np.zeros((1, 3), np.uint8), np.resize(_INSTANCE_COLORS, (65535, 3))])
+_CAPTION_FONT = cv2.FONT_HERSHEY_SIMPLEX
+# Captions sit on an opaque chip of this colour (white letters): legible on any image, dark or light.
+_CAPTION_BACKGROUND = (24, 24, 24)
 
 
 def _color_lookup(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -103,6 +106,36 @@ def instance_color(instance_id: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in _INSTANCE_TABLE[(int(instance_id) - 1) % 65535 + 1])
 
 
+def _draw_caption(
+    canvas: np.ndarray, text: str, x: int, y: int, scale: float, *, above: bool = False
+) -> None:
+    """Draw ``text`` in place on ``canvas`` as a label chip: white letters on an opaque near-black box
+    sized by ``cv2.getTextSize``, so it reads the same on any background.
+
+    Args:
+        canvas: (H, W, 3) uint8 RGB, drawn on in place.
+        text: the caption.
+        x, y: the chip's top-left corner; with ``above``, the point its bottom-left corner sits on
+            (a box's top-left corner), falling back to below that point where the chip would leave the
+            top of the canvas. The chip is shifted inside the canvas where it would cross an edge.
+        scale: font scale of ``cv2.FONT_HERSHEY_SIMPLEX``.
+    """
+    (text_width, text_height), baseline = cv2.getTextSize(text, _CAPTION_FONT, scale, 1)
+    # One height for every caption of a scale, descenders or not, so titles in a row line up.
+    (_, line_height), line_baseline = cv2.getTextSize("Agy", _CAPTION_FONT, scale, 1)
+    text_height, baseline = max(text_height, line_height), max(baseline, line_baseline)
+    pad = 2
+    width, height = text_width + 2 * pad, text_height + baseline + 2 * pad
+    if above:
+        y = y - height if y - height >= 0 else y
+    x = min(max(int(x), 0), max(canvas.shape[1] - width, 0))
+    y = min(max(int(y), 0), max(canvas.shape[0] - height, 0))
+    cv2.rectangle(canvas, (x, y), (x + width - 1, y + height - 1), _CAPTION_BACKGROUND, cv2.FILLED)
+    cv2.putText(
+        canvas, text, (x + pad, y + pad + text_height), _CAPTION_FONT, scale, (255, 255, 255), 1, cv2.LINE_AA
+    )
+
+
 def _draw_boxes(canvas: np.ndarray, result: Segmentation) -> None:
     inst = result.instances
     assert inst is not None
@@ -111,10 +144,9 @@ def _draw_boxes(canvas: np.ndarray, result: Segmentation) -> None:
         color = instance_color(i)
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, 1, cv2.LINE_AA)
-        text = f"{int(i)} {inst.label_set.name_of(int(c))} {float(s):.2f}"
-        y = max(y1 - 3, 10)
-        cv2.putText(canvas, text, (x1, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(canvas, text, (x1, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        _draw_caption(
+            canvas, f"{int(i)} {inst.label_set.name_of(int(c))} {float(s):.2f}", x1, y1, scale, above=True
+        )
 
 
 def side_by_side(panels: list[np.ndarray], titles: list[str] | None = None, gap: int = 4) -> np.ndarray:
@@ -126,8 +158,7 @@ def side_by_side(panels: list[np.ndarray], titles: list[str] | None = None, gap:
         canvas = np.full((height, panel.shape[1], 3), 255, np.uint8)
         canvas[: panel.shape[0]] = panel
         if titles:
-            cv2.putText(canvas, titles[k], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(canvas, titles[k], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            _draw_caption(canvas, titles[k], 0, 0, 0.45)
         row.append(canvas)
         row.append(np.full((height, gap, 3), 255, np.uint8))
     return np.concatenate(row[:-1], axis=1)
@@ -137,7 +168,9 @@ def point_colors(labels: np.ndarray, instances: np.ndarray, label_set: LabelSet)
     """(P,) class ids and instance ids of points -> (P, 3) uint8: the instance's colour where the
     point has one (as in ``instances/ids`` pictures and boxes), else its class colour."""
     table = label_set.color_table
-    by_class = table[np.minimum(labels, len(table) - 1)] if len(table) else np.zeros((len(labels), 3), np.uint8)
+    by_class = (
+        table[np.minimum(labels, len(table) - 1)] if len(table) else np.zeros((len(labels), 3), np.uint8)
+    )
     by_instance = _INSTANCE_TABLE[np.minimum(instances, len(_INSTANCE_TABLE) - 1)]
     return np.where((instances > 0)[:, None], by_instance, by_class).astype(np.uint8)
 
@@ -169,7 +202,9 @@ def top_view(
     scale = min((height - 8) / z_far, (width - 8) / (2 * z_far * 0.75))  # pixels per metre
 
     def pixel(x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.rint(width / 2 + x * scale).astype(np.int64), np.rint(height - 4 - z * scale).astype(np.int64)
+        return np.rint(width / 2 + x * scale).astype(np.int64), np.rint(height - 4 - z * scale).astype(
+            np.int64
+        )
 
     for metres in range(1, int(z_far) + 1):  # range rings every metre
         cv2.circle(canvas, (width // 2, height - 4), int(metres * scale), (225, 225, 225), 1, cv2.LINE_AA)
@@ -178,11 +213,12 @@ def top_view(
     order = np.argsort(-xyz[inside, 1])  # lowest points (largest y: optical y is down) first, tops last
     canvas[v[inside][order], u[inside][order]] = colors[inside][order]
     for instance_id, centre, extent in boxes:
-        (u0, u1), (v1, v0) = (pixel(np.array([centre[0] - extent[0] / 2, centre[0] + extent[0] / 2]),
-                                    np.array([centre[2] - extent[2] / 2, centre[2] + extent[2] / 2])))
+        (u0, u1), (v1, v0) = pixel(
+            np.array([centre[0] - extent[0] / 2, centre[0] + extent[0] / 2]),
+            np.array([centre[2] - extent[2] / 2, centre[2] + extent[2] / 2]),
+        )
         color = instance_color(instance_id)
         cv2.rectangle(canvas, (int(u0), int(v0)), (int(u1), int(v1)), color, 2, cv2.LINE_AA)
-        cv2.putText(canvas, str(instance_id), (int(u0), max(int(v0) - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    color, 1, cv2.LINE_AA)
+        _draw_caption(canvas, str(instance_id), int(u0), int(v0), 0.35, above=True)
     cv2.drawMarker(canvas, (width // 2, height - 4), (0, 0, 0), cv2.MARKER_TRIANGLE_UP, 8, 1)
     return canvas

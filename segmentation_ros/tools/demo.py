@@ -7,7 +7,9 @@
 3. Read the output bag back: overlay PNGs per frame, and one picture with input / semantic /
    instances / panoptic / a top view of the labelled points and 3D boxes side by side for a few
    frames (``demo.png``).
-4. Score the same models on held-out synthetic scenes: mIoU, mask AP, PQ (``metrics.json``).
+4. Score the same models on held-out synthetic scenes, in-distribution (split ``test``: the
+   training split's appearance) and out-of-distribution (split ``ood``: sky hues and ground textures
+   training never shows): mIoU, mask AP, PQ of each (``metrics.json``, ``metrics.txt``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run_demo", "add_subcommand"]
+__all__ = ["run_demo", "format_demo_metrics", "add_subcommand"]
 
 DEMO_PARAMETERS: dict[str, Any] = {
     "task": "panoptic",
@@ -31,6 +33,36 @@ DEMO_PARAMETERS: dict[str, Any] = {
     "instance_weights": "DEFAULT",
     "stuff_area_threshold": 128,  # ~0.2 % of a 320x240 frame; the default 4096 is for ~1 Mpx cameras
 }
+
+#: The demo's evaluations: key in ``metrics.json`` -> (synthetic split, title).
+EVAL_SPLITS: dict[str, tuple[str, str]] = {
+    "in_distribution": ("test", "in-distribution (split test: held-out scenes, the training appearance)"),
+    "out_of_distribution": (
+        "ood",
+        "out-of-distribution (split ood: sky hues and ground textures training never shows)",
+    ),
+}
+
+
+def format_demo_metrics(metrics: dict[str, Any]) -> str:
+    """``metrics.json``'s content as text: the headline numbers side by side, then each split's full
+    report (:func:`~segmentation_ros.tools.evaluate.format_report`) under its title."""
+    from segmentation_ros.tools.evaluate import format_report
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100.0 * value:.1f}"
+
+    width = max(len(key) for key in EVAL_SPLITS)
+    lines = [f"{'':{width}} {'split':5} {'mIoU':>6} {'AP50':>6} {'PQ':>6}"]
+    for key, (split, _) in EVAL_SPLITS.items():
+        report = metrics[key]
+        miou = report.get("semantic", {}).get("miou")
+        ap50 = report.get("instance", {}).get("segm", {}).get("ap50")
+        pq = report.get("panoptic", {}).get("all", {}).get("pq")
+        lines.append(f"{key:{width}} {split:5} {pct(miou):>6} {pct(ap50):>6} {pct(pq):>6}")
+    for key, (_, title) in EVAL_SPLITS.items():
+        lines += ["", f"== {title}", format_report(metrics[key])]
+    return "\n".join(lines)
 
 
 def _bag_messages(bag: Path, topics: list[str]) -> dict[str, dict[int, Any]]:
@@ -79,6 +111,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the whole demo into ``out_dir`` and return a summary (paths, bag summary, metrics).
 
+    ``metrics`` (also ``metrics.json``): ``{"in_distribution": report, "out_of_distribution": report,
+    "config": ...}``, each report as ``evaluate`` returns it for ``eval_scenes`` scenes of the synthetic
+    split ``test`` resp. ``ood``, with a ``config`` naming its data.
+
     Raises:
         ValueError: ``frames``, ``eval_scenes`` or ``picture_frames`` below 1.
     """
@@ -86,7 +122,7 @@ def run_demo(
     from segmentation_ros.engine.labels import get_label_set
     from segmentation_ros.engine.visualize import colorize_instances, colorize_labels, side_by_side
     from segmentation_ros.ros.bag import load_engine, process_bag
-    from segmentation_ros.tools.evaluate import evaluate, format_report
+    from segmentation_ros.tools.evaluate import evaluate
     from segmentation_ros.tools.synthetic import generate_scenes, generate_sequence, write_sequence_bag
 
     for name, value in (("frames", frames), ("eval_scenes", eval_scenes), ("picture_frames", picture_frames)):
@@ -114,7 +150,13 @@ def run_demo(
         )
 
         # What the bag holds, as people look at it.
-        topics = [f"{ns}/image_raw", f"{ns}/overlay", f"{ns}/semantic/labels", f"{ns}/instances/ids", f"{ns}/panoptic/color"]
+        topics = [
+            f"{ns}/image_raw",
+            f"{ns}/overlay",
+            f"{ns}/semantic/labels",
+            f"{ns}/instances/ids",
+            f"{ns}/panoptic/color",
+        ]
         images = _bag_messages(out / "segmented", [*topics, f"{ns}/points", f"{ns}/detections_3d"])
         overlay_dir = out / "overlay"
         shutil.rmtree(overlay_dir, ignore_errors=True)
@@ -130,17 +172,44 @@ def run_demo(
                 colorize_labels(images[f"{ns}/semantic/labels"][stamp], labels),
                 colorize_instances(images[f"{ns}/instances/ids"][stamp]),
                 images[f"{ns}/panoptic/color"][stamp],
-                _top_view(images[f"{ns}/points"][stamp], images[f"{ns}/detections_3d"][stamp], labels, (height, width)),
+                _top_view(
+                    images[f"{ns}/points"][stamp],
+                    images[f"{ns}/detections_3d"][stamp],
+                    labels,
+                    (height, width),
+                ),
             ]
-            rows.append(side_by_side(panels, ["input", "semantic", "instances", "panoptic", "3D, from above"]))
-        picture = np.concatenate([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows])[:-4]
+            rows.append(
+                side_by_side(panels, ["input", "semantic", "instances", "panoptic", "3D, from above"])
+            )
+        padded = [np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows]
+        picture = np.concatenate(padded)[:-4]
         write_png(out / "demo.png", picture)
 
-        # Metrics on held-out scenes the models never saw.
-        report = evaluate(engine, generate_scenes(eval_scenes, seed, width, height, split="test"), progress=progress)
-        report["config"] = {"parameters": params, "scenes": eval_scenes, "resolution": [width, height], "seed": seed}
-        write_json(out / "metrics.json", report)
-        (out / "metrics.txt").write_text(format_report(report) + "\n")
+        # Metrics on held-out scenes the models never saw: in-distribution, then out-of-distribution.
+        metrics: dict[str, Any] = {}
+        for key, (split, _) in EVAL_SPLITS.items():
+            scenes = generate_scenes(eval_scenes, seed, width, height, split=split)
+            report = evaluate(engine, scenes, progress=progress)
+            # the data keys of `segmentation-ros eval --json`'s config: reports of both compare directly
+            size = f"{width}x{height}"
+            data = {
+                "data": f"synthetic:{size}",
+                "split": split,
+                "seed": seed,
+                "num": eval_scenes,
+                "resolution": size,
+            }
+            metrics[key] = {"config": data, **report}
+        metrics["config"] = {
+            "parameters": params,
+            "scenes": eval_scenes,
+            "resolution": [width, height],
+            "seed": seed,
+            "splits": {key: split for key, (split, _) in EVAL_SPLITS.items()},
+        }
+        write_json(out / "metrics.json", metrics)
+        (out / "metrics.txt").write_text(format_demo_metrics(metrics) + "\n")
     finally:
         engine.close()
     return {
@@ -148,15 +217,13 @@ def run_demo(
         "segmented_bag": str(out / "segmented"),
         "picture": str(out / "demo.png"),
         "overlays": str(overlay_dir),
-        "metrics": report,
+        "metrics": metrics,
         "bag": summary.report(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from segmentation_ros.tools.evaluate import format_report
-
     result = run_demo(
         args.out,
         frames=args.frames,
@@ -168,7 +235,7 @@ def _demo_command(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(result["bag"])
-    print(format_report(result["metrics"]))
+    print(format_demo_metrics(result["metrics"]))
     keys = ("camera_bag", "segmented_bag", "picture", "overlays", "wall_s")
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     print(
@@ -185,7 +252,12 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-scenes", type=int, default=50, help="held-out scenes for the metrics")
+    p.add_argument(
+        "--eval-scenes",
+        type=int,
+        default=50,
+        help="held-out scenes for the metrics, per split: in-distribution (test) and out-of-distribution (ood)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_demo_command)

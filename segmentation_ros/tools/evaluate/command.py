@@ -19,11 +19,16 @@ DEFAULT_TRACKING_FPS = 10.0
 #: ``--task`` values of ``eval``: the engine's tasks, and ``tracking`` (an instance model's ids over
 #: time, :mod:`segmentation_ros.tools.evaluate.tracking`).
 EVAL_TASKS = ("semantic", "instance", "panoptic", "tracking")
+#: ``--split`` values of ``eval`` with synthetic data: ``test`` (in-distribution: held-out frames whose
+#: appearance the training split shares) and ``ood`` (out-of-distribution: sky hues and ground texture
+#: families that train, val and test never use), see :data:`segmentation_ros.tools.synthetic.SPLITS`.
+EVAL_SPLITS = ("test", "ood")
+DEFAULT_EVAL_SPLIT = "test"
 
 
 def _tracking_command(args: argparse.Namespace) -> int:
-    """``eval --task tracking``: ``--num`` synthetic test-split drives of ``--frames`` frames, seeds
-    ``--seed``, ``--seed + 1``, ..."""
+    """``eval --task tracking``: ``--num`` synthetic drives of ``--frames`` frames from split
+    ``--split``, seeds ``--seed``, ``--seed + 1``, ..."""
     from segmentation_ros.engine.imageio import write_json
     from segmentation_ros.engine.pipeline import SegmentationEngine
     from segmentation_ros.engine.tracking import TrackerConfig
@@ -53,7 +58,7 @@ def _tracking_command(args: argparse.Namespace) -> int:
     tracker_config = TrackerConfig()
     report = evaluate_tracking(
         engine,
-        (generate_sequence(frames, s, width, height, split="test", fps=fps) for s in seeds),
+        (generate_sequence(frames, s, width, height, split=args.split, fps=fps) for s in seeds),
         names=[f"seed {s}" for s in seeds],
         tracker_config=tracker_config,
         mask_source=args.mask_source,
@@ -68,7 +73,7 @@ def _tracking_command(args: argparse.Namespace) -> int:
             "weights": {"instance": config.instance_weights},
             "labels": {"instance": engine.instance_model.labels.name},
             "data": args.data,
-            "split": "test",
+            "split": args.split,
             "seeds": seeds,
             "sequences": num,
             "frames_per_sequence": frames,
@@ -104,9 +109,14 @@ def _eval_command(args: argparse.Namespace) -> int:
     if size is not None:
         width, height = size
         num = args.num if args.num is not None else DEFAULT_SYNTHETIC_NUM
-        data: Any = generate_scenes(num, args.seed, width, height, split="test")
-        data_config.update(split="test", seed=args.seed, num=num, resolution=f"{width}x{height}")
+        data: Any = generate_scenes(num, args.seed, width, height, split=args.split)
+        data_config.update(split=args.split, seed=args.seed, num=num, resolution=f"{width}x{height}")
     elif Path(args.data).is_dir():
+        if args.split != DEFAULT_EVAL_SPLIT:
+            raise ValueError(
+                f"--split {args.split} is for synthetic data (--data synthetic or synthetic:WxH); "
+                f"a dataset directory ({args.data!r}) is evaluated whole, without --split"
+            )
         data, num = args.data, args.num
         data_config.update(num=num)
     else:
@@ -169,9 +179,17 @@ def add_subcommand(subparsers: Any) -> None:
         "--data",
         required=True,
         metavar="SRC",
-        help="'synthetic' or 'synthetic:WxH' (the generator's held-out test split, default "
+        help="'synthetic' or 'synthetic:WxH' (the generator's held-out --split, default "
         f"{DEFAULT_SYNTHETIC_SIZE[0]}x{DEFAULT_SYNTHETIC_SIZE[1]}) or a COCO dataset directory "
         "(images/, annotations/instances.json, annotations/panoptic.json + panoptic/)",
+    )
+    p.add_argument(
+        "--split",
+        choices=EVAL_SPLITS,
+        default=DEFAULT_EVAL_SPLIT,
+        help="synthetic data: which held-out split (default: %(default)s); test: in-distribution (the "
+        "training split's appearance), ood: out-of-distribution (sky hues and ground textures training "
+        "never shows)",
     )
     p.add_argument(
         "--num",
