@@ -718,5 +718,6 @@ def test_tracking_carries_ids_from_frame_to_frame(tmp_path: Path) -> None:
     process_bag(bag, tmp_path / "tracked", {**params, "tracking": True}, progress=False)
     tracked, kept = _same_id_overlap(tmp_path / "tracked")
     ranks, _ = _same_id_overlap(tmp_path / "ranks")
-    # A tracked id stays on its object; a per-frame rank jumps between objects.
-    assert kept > 0 and tracked == 1.0 and ranks < tracked, (tracked, ranks)
+    # A tracked id stays on its object; a per-frame rank jumps between objects. (Not all of them:
+    # the detector's box of one object can change from frame to frame, half an object found once.)
+    assert kept > 20 and tracked >= 0.9 and ranks < tracked - 0.3, (tracked, ranks, kept)

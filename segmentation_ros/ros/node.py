@@ -301,6 +301,11 @@ def main(args: list[str] | None = None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT or SIGTERM shut the context down while the executor was setting up its next wait
+        # (rclpy raises RCLError "the given context is not valid" then): a normal shutdown.
     finally:
         if not executor.shutdown(timeout_sec=5.0):  # bounded: a stuck callback must not keep the process alive
             node.get_logger().warning("shutdown: callbacks still running after 5 s; exiting anyway")
