@@ -82,3 +82,16 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 
     monkeypatch.setattr(cv2, "imdecode", refuse)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): on
+    tiny frames threads only add overhead, and on a busy 2-core runner OpenMP's spinning barriers
+    made such modules two to three times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -37,6 +37,8 @@ from segmentation_ros.ros.messages import RosbagsFactory, make_header, messages_
 from segmentation_ros.ros.node_core import OUTPUTS, SegmentationCore
 from segmentation_ros.tools import cli
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
+
 H, W = 48, 64
 T0 = 1_700_000_000 * 10**9
 PERIOD = 100_000_000  # 10 Hz
@@ -84,16 +86,6 @@ BEST_EFFORT = Qos(
     QosTime(0, 0),
     False,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Any:
-    """One intra-op thread: on 48x64 frames threading only adds overhead, and a busy CPU (parallel
-    jobs) turns OpenMP's spinning barriers into seconds per forward pass."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---- input bags ---------------------------------------------------------------------------------

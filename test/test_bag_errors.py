@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 from test_bag import SEMANTIC_ARGS, leftovers, read_bag, run_cli
 
@@ -30,18 +29,12 @@ from segmentation_ros.ros.conversions import numpy_to_compressed, numpy_to_image
 from segmentation_ros.ros.messages import RosbagsFactory, make_header
 from segmentation_ros.ros.node_core import SegmentationCore
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
+
 H, W = 24, 32
 T0 = 1_700_000_000 * 10**9
 CAMERA = "/cam/image_raw"
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_camera_bag(path: Path, frames: int, storage: str = "mcap") -> list[int]:

@@ -45,6 +45,8 @@ from segmentation_ros.ros.node_core import (
     validate_parameters,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
+
 DISTROS = ("humble", "jazzy")
 TASKS = ("semantic", "instance", "panoptic")
 HEIGHT, WIDTH = 48, 64
@@ -159,14 +161,6 @@ def assert_known_classes(detected: set[int], known: set[int]) -> None:
 
 
 # ---- fixtures: models built once per module and distro, each task run once ------------------------
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # 48x64 frames gain nothing from threads; on a busy 2-core runner OpenMP's spinning threads
-    # made this module two to three times slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
