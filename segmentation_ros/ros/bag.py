@@ -247,7 +247,7 @@ def _attach_engine(core: SegmentationCore, engine: SegmentationEngine) -> None:
 
     The engine's runtime parameters (thresholds, class filter) are set to this run's and stay so.
     """
-    from segmentation_ros.engine.pipeline import RUNTIME_PARAMETERS, EngineConfig
+    from segmentation_ros.engine.config import RUNTIME_PARAMETERS, EngineConfig
 
     want, have = core.engine_config(), engine.config
     fixed = [

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from segmentation_ros.engine.config import PRECISIONS, TASKS
 from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS
-from segmentation_ros.engine.pipeline import PRECISIONS, RUNTIMES, TASKS
+from segmentation_ros.engine.runtimes import RUNTIMES
 from segmentation_ros.ros.launch_helpers import CAMERA_NAME
 
 __all__ = ["ParameterSpec", "PARAMETERS", "SPECS", "validate_parameters"]

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from segmentation_ros.engine.config import PRECISIONS, TASKS, EngineConfig
 from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS
-from segmentation_ros.engine.pipeline import PRECISIONS, RUNTIMES, TASKS, EngineConfig
+from segmentation_ros.engine.runtimes import RUNTIMES
 
 __all__ = [
     "main",

@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
+from segmentation_ros.engine.config import (  # what the engine normalises semantic inputs with
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+)
 from segmentation_ros.engine.labels import LabelSet, get_label_set
 from segmentation_ros.engine.models.shapes import (
     TRAIN_SIZE as DEFAULT_SYNTHETIC_SIZE,  # the demo models' training frames
-)
-from segmentation_ros.engine.pipeline import (  # what the engine normalises semantic inputs with
-    IMAGENET_MEAN,
-    IMAGENET_STD,
 )
 from segmentation_ros.engine.registry import ModelEntry, get_model_entry
 from segmentation_ros.engine.weights import (
@@ -522,7 +522,7 @@ def _loss(
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; return a summary (steps, final loss, paths, seconds)."""
-    from segmentation_ros.engine.pipeline import resolve_device
+    from segmentation_ros.engine.config import resolve_device
 
     cfg.validate()
     entry = get_model_entry(cfg.model)

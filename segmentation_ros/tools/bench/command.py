@@ -104,7 +104,7 @@ def add_subcommand(subparsers: Any) -> None:
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     """The preset (``--quick``, ``--full``, or by device) with the command line's overrides."""
-    from segmentation_ros.engine.pipeline import resolve_device
+    from segmentation_ros.engine.config import resolve_device
 
     device = resolve_device(args.device)
     full = args.full or (not args.quick and device.type == "cuda")

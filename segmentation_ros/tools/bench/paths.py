@@ -188,7 +188,7 @@ def _naive(
     import torch.nn.functional as F
     import torchvision.transforms.functional as TF
 
-    from segmentation_ros.engine.pipeline import IMAGENET_MEAN, IMAGENET_STD
+    from segmentation_ros.engine.config import IMAGENET_MEAN, IMAGENET_STD
     from segmentation_ros.engine.registry import build_model
 
     engine = core.engine

@@ -87,7 +87,8 @@ DEFINITIONS = {
 
 def run_benchmark(options: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every case and the mask-paste comparison; return the report (JSON-serialisable)."""
-    from segmentation_ros.engine.pipeline import PRECISIONS, RUNTIMES, resolve_device
+    from segmentation_ros.engine.config import PRECISIONS, resolve_device
+    from segmentation_ros.engine.runtimes import RUNTIMES
 
     device = resolve_device(options.device)
     for p in options.precisions:

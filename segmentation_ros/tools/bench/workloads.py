@@ -155,7 +155,7 @@ def full_options(device: str = "cuda") -> BenchOptions:
 
 
 def _repeat_defaults(device: str) -> dict[str, Any]:
-    from segmentation_ros.engine.pipeline import resolve_device
+    from segmentation_ros.engine.config import resolve_device
 
     if resolve_device(device).type == "cuda":
         return {"warmup": 10, "repeats": 5, "iters": 20, "precisions": ("fp32", "bf16")}

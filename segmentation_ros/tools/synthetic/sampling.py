@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from segmentation_ros.engine.pipeline import MAX_ASPECT_RATIO, MIN_FRAME_SIDE
+from segmentation_ros.engine.config import MAX_ASPECT_RATIO, MIN_FRAME_SIDE
 from segmentation_ros.tools.synthetic.raycast import render
 from segmentation_ros.tools.synthetic.world import (
     CameraIntrinsics,
