@@ -95,3 +95,23 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def requested_splits(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``requested_splits("generate_scenes")``: a list that records the ``split`` of every call of
+    that synthetic generator from now on (the calls still run)."""
+    from segmentation_ros.tools import synthetic
+
+    def spy_on(name: str) -> list[Any]:
+        splits: list[Any] = []
+        original = getattr(synthetic, name)
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            splits.append(kwargs.get("split"))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(synthetic, name, spy)
+        return splits
+
+    return spy_on

@@ -342,18 +342,9 @@ def test_cli_eval_writes_json(tmp_path, capsys):
     assert "mIoU" in printed and "ground" in printed
 
 
-def test_cli_eval_ood_split_scores_the_ood_frames(tmp_path, monkeypatch):
+def test_cli_eval_ood_split_scores_the_ood_frames(tmp_path, requested_splits):
     """``--split ood``: the generator is asked for the out-of-distribution split and the report says so."""
-    from segmentation_ros.tools import synthetic
-
-    splits = []
-    original = synthetic.generate_scenes
-
-    def spy(*args, **kwargs):
-        splits.append(kwargs.get("split"))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(synthetic, "generate_scenes", spy)
+    splits = requested_splits("generate_scenes")
     out = tmp_path / "eval.json"
     argv = ["eval", "--model", "shapes_lraspp", "--device", "cpu", "--data", "synthetic:48x32", "--num", "2"]
     assert main([*argv, "--split", "ood", "--json", str(out), "--quiet"]) == 0

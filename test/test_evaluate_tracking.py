@@ -206,18 +206,9 @@ def test_cli_eval_tracking_end_to_end(tmp_path, capsys):
     assert format_tracking_report(report).splitlines()[0].split()[:2] == ["ids", "IDF1"]
 
 
-def test_cli_eval_tracking_ood_split(tmp_path, monkeypatch):
+def test_cli_eval_tracking_ood_split(tmp_path, requested_splits):
     """``--split ood``: the drives come from the out-of-distribution split and the report says so."""
-    from segmentation_ros.tools import synthetic
-
-    splits = []
-    original = synthetic.generate_sequence
-
-    def spy(*args, **kwargs):
-        splits.append(kwargs.get("split"))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(synthetic, "generate_sequence", spy)
+    splits = requested_splits("generate_sequence")
     out = tmp_path / "tracking.json"
     argv = ["eval", "--task", "tracking", "--model", "shapes_maskrcnn", "--device", "cpu", "--split", "ood"]
     argv += ["--data", "synthetic:64x48", "--num", "1", "--frames", "2", "--quiet", "--json", str(out)]
