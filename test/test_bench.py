@@ -10,7 +10,6 @@ import copy
 import json
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ from segmentation_ros.tools import bench
 from segmentation_ros.tools.bench import command as bench_command
 from segmentation_ros.tools.bench import report as bench_report
 from segmentation_ros.tools.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 SEMANTIC = "semantic:shapes_lraspp"
 INSTANCE = "instance:shapes_maskrcnn"
@@ -46,18 +47,6 @@ def _tiny(device: str, cases: list[bench.CaseSpec], **overrides: Any) -> bench.B
         **overrides,
     }
     return bench.BenchOptions(**settings)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One CPU thread: on a machine shared with other jobs, OpenMP threads spinning against each
-    other make tiny convolutions 10-50x slower, and this module only checks structure."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

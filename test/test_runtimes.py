@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +43,10 @@ from segmentation_ros.tools.bench.paths import _shape_random_detector
 from segmentation_ros.tools.cli import build_parser, engine_config_from_args, main
 from segmentation_ros.tools.synthetic import generate_scene
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
+
 DEMO_MODELS = ("shapes_lraspp", "shapes_maskrcnn")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One CPU thread (ONNX Runtime's sessions take torch's count): on a machine shared with other
-    jobs, threads spinning against each other make tiny networks many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
