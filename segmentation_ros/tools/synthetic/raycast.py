@@ -215,11 +215,9 @@ def _ground_albedo(world: World, x, y, footprint) -> np.ndarray:
 
 
 def _object_albedo(obj: Primitive, color: np.ndarray, x, y, z, noise_grid: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 albedo of ``obj`` at its surface points (x, y, z) (N,): its colour, or its
-    texture's blend of its two colours."""
-    if obj.texture is None:
-        return np.broadcast_to(color, (len(x), 3))
-    pattern, second, scale = obj.texture
+    """(N, 3) float32 albedo of textured ``obj`` at its surface points (x, y, z) (N,): its texture's
+    blend of its colour and the texture's second colour."""
+    pattern, second, scale = obj.texture  # type: ignore[misc]  # called for textured objects only
     c, s = math.cos(obj.yaw), math.sin(obj.yaw)
     lx = c * (x - obj.center[0]) + s * (y - obj.center[1])
     ly = -s * (x - obj.center[0]) + c * (y - obj.center[1])

@@ -236,14 +236,8 @@ def _kelvin_rgb(kelvin: float) -> tuple[float, float, float]:
 
 
 def _sample_sky(rng: np.random.Generator, held_out: bool) -> dict[str, Any]:
-    family = (HELD_OUT_SKY_FAMILIES if held_out else SKY_FAMILIES)[
-        int(
-            rng.choice(
-                len(HELD_OUT_SKY_FAMILIES if held_out else SKY_FAMILIES),
-                p=None if held_out else (0.5, 0.2, 0.3),
-            )
-        )
-    ]
+    families, odds = (HELD_OUT_SKY_FAMILIES, None) if held_out else (SKY_FAMILIES, (0.5, 0.2, 0.3))
+    family = families[int(rng.choice(len(families), p=odds))]
     side = None
     if family == "overcast":
         grey = rng.uniform(0.55, 0.9)
