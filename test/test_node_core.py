@@ -925,8 +925,23 @@ def test_parameter_defaults_are_the_engine_and_cli_defaults() -> None:
             assert spec.default == expected, spec.name
     args = build_parser().parse_args(["segment", "--out", "out", "in.png"])
     cli_options = "device precision score_threshold mask_threshold overlap_threshold stuff_area_threshold"
-    for name in (*cli_options.split(), "max_detections", "label_divisor", "instance_min_size"):
+    for name in (*cli_options.split(), "max_detections", "label_divisor", "instance_min_size", "instance_max_size"):
         assert getattr(args, name) == getattr(engine, name), name
+
+
+def test_instance_input_size_reaches_the_engine_from_parameters_and_cli() -> None:
+    """instance_min_size and instance_max_size (the detector's input: enlarged for small objects)
+    are node parameters and CLI options; a max below the min is refused naming both."""
+    from segmentation_ros.tools.cli import build_parser, engine_config_from_args
+
+    core = SegmentationCore({"task": "instance", "instance_min_size": 480, "instance_max_size": 640}, RosbagsFactory("humble"))
+    config = core.engine_config()
+    assert (config.instance_min_size, config.instance_max_size) == (480, 640)
+    argv = ["segment", "--out", "o", "--task", "instance", "--instance-min-size", "480", "--instance-max-size", "640", "a.png"]
+    config = engine_config_from_args(build_parser().parse_args(argv))
+    assert (config.instance_min_size, config.instance_max_size) == (480, 640)
+    with pytest.raises(ValueError, match="instance_max_size"):
+        SegmentationCore({"task": "instance", "instance_min_size": 480, "instance_max_size": 320}, RosbagsFactory("humble")).engine_config()
 
 
 # ---- tracking -------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ INTEGER_PARAMETERS = {
     "max_detections",
     "label_divisor",
     "instance_min_size",
+    "instance_max_size",
     "semantic_input_size",
     "max_image_pixels",
     "point_stride",

@@ -145,6 +145,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         range=(-1, 4096),
     ),
     ParameterSpec(
+        "instance_max_size",
+        -1,
+        "Mask R-CNN input long side at most; -1 = the model's own (torchvision: 1333); set it with instance_min_size to enlarge small objects (at least instance_min_size)",
+        range=(-1, 4096),
+    ),
+    ParameterSpec(
         "semantic_input_size",
         -1,
         "semantic network input short side; -1 = the model's own, 0 = native camera resolution; the long side never exceeds 4096",

@@ -71,6 +71,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_task: str = 
         default=d.instance_min_size,
         help="Mask R-CNN input short side; 0 = native, -1 = the model's own (torchvision: 800) (default)",
     )
+    g.add_argument(
+        "--instance-max-size",
+        type=int,
+        default=d.instance_max_size,
+        help="Mask R-CNN input long side at most; -1 = the model's own (torchvision: 1333) (default); "
+        "with --instance-min-size, enlarges the frame past the model's own size (small objects)",
+    )
     g.add_argument("--offline", action="store_true", help="never download weights")
 
 
@@ -138,6 +145,7 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
         max_detections=args.max_detections,
         label_divisor=args.label_divisor,
         instance_min_size=args.instance_min_size,
+        instance_max_size=args.instance_max_size,
         runtime=getattr(args, "runtime", _DEFAULTS.runtime),
         offline=True if args.offline else None,
         **fields,
