@@ -101,6 +101,27 @@ def test_over_detected_objects_ignores_misses():
     assert detected["idf1"] == 1.0 and detected["mota"] == 1.0 and detected["switches"] == 0
 
 
+def test_recall_by_visible_area_counts_each_band_apart():
+    """A 4x4 object (16 pixels: under 64) missed in every frame and an 8x8 one (64 pixels: the
+    64-256 band) missed in two: each band's recall is its own."""
+    small, large = square(30, size=4), square(2)
+    metric = TrackingMetric(("tracked", "untracked"))
+    metric.start_sequence("s")
+    for t in range(FRAMES):
+        pred = masks() if t in (2, 3) else masks(large)
+        ids = {"tracked": list(range(1, len(pred) + 1)), "untracked": list(range(1, len(pred) + 1))}
+        metric.update(GT_IDS, masks(large, small), pred, ids)
+    report = metric.compute()
+    bands = {tuple(b["pixels"]): b for b in report["recall_by_area"]}
+    assert list(bands) == [(0, 64), (64, 256), (256, 1024), (1024, None)]
+    assert (bands[0, 64]["gt_instances"], bands[0, 64]["matched"], bands[0, 64]["recall"]) == (FRAMES, 0, 0.0)
+    assert (bands[64, 256]["gt_instances"], bands[64, 256]["matched"]) == (FRAMES, FRAMES - 2)
+    assert bands[64, 256]["recall"] == pytest.approx(report["tracked"]["recall"] * 2)  # half the objects
+    assert bands[256, 1024]["recall"] is None and bands[256, 1024]["gt_instances"] == 0
+    text = format_tracking_report({"tracking": {**report, "mask_source": "masks"}, "data": {}})
+    assert "recall by visible area: 0-64 px 0.0 % of 6 (50 %), 64-256 px 66.7 % of 6 (50 %)" in text
+
+
 def test_over_detected_objects_ignores_false_positives_and_poor_overlaps():
     """Perfect ids with extra predictions: one overlapping object 9 too little (IoU < 0.5, so
     object 9 is missed) and one on nothing. The plain metrics count both false positives and the

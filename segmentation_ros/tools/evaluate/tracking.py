@@ -35,6 +35,10 @@ detected object keeps one id of its own for as long as it is detected, however m
 detector misses or invents. The plain IDF1 is capped by the detector's recall and precision; this
 one is not.
 
+**Recall by visible area** (``recall_by_area``): the plain recall of the first id set, per band of
+the objects' visible area (:data:`AREA_BANDS`: under 64, 64-256, 256-1024, 1024 pixels and more).
+Standard IDF1 and MOTA cannot exceed what the detector finds; this says which objects it misses.
+
 Example::
 
     engine = SegmentationEngine(EngineConfig(task="instance", instance_model="shapes_maskrcnn", device="cpu"))
@@ -60,6 +64,7 @@ from segmentation_ros.tools.evaluate.metrics import MASK_SOURCES
 __all__ = [
     "IOU_THRESHOLD",
     "VARIANTS",
+    "AREA_BANDS",
     "mask_iou",
     "match_distances",
     "TrackingMetric",
@@ -72,6 +77,10 @@ IOU_THRESHOLD = 0.5
 
 #: The id sets :func:`evaluate_tracking` scores.
 VARIANTS = ("tracked", "untracked")
+
+#: Bands of an object's visible area (pixels, lower bound inclusive) for the recall by size:
+#: where a detector's misses are (most are small objects, which no tracker can bring back).
+AREA_BANDS = (0, 64, 256, 1024)
 
 #: What the reports call them, from motmetrics' names (``motp``: reported as the mean IoU instead).
 _METRICS = {
@@ -108,6 +117,8 @@ DEFINITIONS = {
     "whether detected objects keep their ids",
     "overall": "summed over sequences (motmetrics OVERALL); each sequence scored on its own",
     "mean_iou": "mean mask IoU of matched pairs (1 - motmetrics MOTP)",
+    "recall_by_area": "the first id set's plain recall (matched / ground-truth instances) per band of the "
+    "objects' visible area in pixels, [low, high)",
 }
 
 
@@ -193,6 +204,9 @@ class TrackingMetric:
         self.iou_threshold = float(iou_threshold)
         self.sequences: list[str] = []
         self._accumulators: list[dict[tuple[str, bool], Any]] = []
+        # Per AREA_BANDS band: ground-truth instances, and those the first id set matched.
+        self._area_instances = np.zeros(len(AREA_BANDS), dtype=np.int64)
+        self._area_matched = np.zeros(len(AREA_BANDS), dtype=np.int64)
 
     def start_sequence(self, name: str | None = None) -> None:
         """Begin a sequence: new accumulators (ground-truth and predicted ids do not carry over)."""
@@ -237,10 +251,14 @@ class TrackingMetric:
         hypotheses = {v: _ids(ids[v], count, v) for v in self.variants}
         distances = match_distances(gt_masks, pred_masks, self.iou_threshold)
         accumulators = self._accumulators[-1]
+        bands = np.searchsorted(AREA_BANDS, np.asarray(gt_masks).reshape(gt.size, -1).sum(1), side="right") - 1
         for v, hyp in hypotheses.items():
             plain = accumulators[v, False]
             frame = plain.update(gt.tolist(), hyp.tolist(), distances)
             g, p = _frame_pairs(plain, frame, gt, hyp)
+            if v == self.variants[0]:
+                np.add.at(self._area_instances, bands, 1)
+                np.add.at(self._area_matched, bands[g], 1)
             paired = np.full((g.size, g.size), np.nan)  # each object can match only its own prediction
             paired[np.arange(g.size), np.arange(g.size)] = distances[g, p]
             accumulators[v, True].update(gt[g].tolist(), hyp[p].tolist(), paired)
@@ -274,6 +292,16 @@ class TrackingMetric:
                 (out["over_detected"] if detected else out)[v] = rows[-1]
         out["sequences"] = per_sequence
         out["iou_threshold"] = self.iou_threshold
+        highs = [*AREA_BANDS[1:], None]
+        out["recall_by_area"] = [
+            {
+                "pixels": [low, high],
+                "gt_instances": int(n),
+                "matched": int(m),
+                "recall": float(m / n) if n else None,
+            }
+            for low, high, n, m in zip(AREA_BANDS, highs, self._area_instances, self._area_matched, strict=True)
+        ]
         return out
 
 
@@ -454,6 +482,17 @@ def format_tracking_report(report: dict) -> str:
         "(detected): per frame, only the (object, prediction) pairs matched above (mask IoU >= the "
         "threshold): neither misses nor false positives count, IDF1 is identity consistency alone",
     ]
+    bands = [
+        f"{b['pixels'][0]}-{b['pixels'][1]}" if b["pixels"][1] is not None else f">= {b['pixels'][0]}"
+        for b in tracking.get("recall_by_area", [])
+    ]
+    if bands:
+        total = sum(b["gt_instances"] for b in tracking["recall_by_area"]) or 1
+        cells = [
+            f"{name} px {_pct(b['recall'])} % of {b['gt_instances']} ({100 * b['gt_instances'] / total:.0f} %)"
+            for name, b in zip(bands, tracking["recall_by_area"], strict=True)
+        ]
+        notes.append("recall by visible area: " + ", ".join(cells))
     per_sequence = ", ".join(
         f"{s['name']} {_pct(s['tracked']['idf1'])}/{_pct(s['untracked']['idf1'])}"
         for s in tracking.get("sequences", [])
