@@ -250,7 +250,8 @@ def write_sequence_bag(
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from segmentation_ros.ros.bag import atomic_bag, bag_qos, bag_version
+    from segmentation_ros.ros.bag import bag_qos, bag_version
+    from segmentation_ros.ros.bag_output import atomic_bag
     from segmentation_ros.ros.conversions import numpy_to_image
     from segmentation_ros.ros.messages import RosbagsFactory, make_header
 
