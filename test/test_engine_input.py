@@ -496,7 +496,9 @@ def test_instance_score_threshold_is_decided_in_float64(small_instance_engine, m
             }
             return [detection] * len(image_sizes), {}
 
-    monkeypatch.setattr(model, "roi_heads", ChosenDetections())
+    # Through _modules: monkeypatch.setattr on an nn.Module submodule deletes it at undo (the
+    # attribute is not in the instance __dict__), which broke the module-scoped engine for later tests.
+    monkeypatch.setitem(model._modules, "roi_heads", ChosenDetections())
     frame = np.zeros((48, 64, 3), np.uint8)
     for threshold in (0.0, 0.1, 0.29, 0.5, 0.7, 0.99, 1.0):
         at = np.float32(threshold)
@@ -508,3 +510,31 @@ def test_instance_score_threshold_is_decided_in_float64(small_instance_engine, m
         finally:
             engine.update(score_threshold=0.5)
         assert scores == [v for v in chosen if v >= threshold], f"threshold {threshold}"
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_networks_get_nhwc_input_on_the_cpu_for_every_kind_of_frame(
+    engine, small_instance_engine, frame, monkeypatch, channels_last: bool
+) -> None:
+    """channels_last holds on the CPU too (oneDNN's NHWC kernels), and not only where the upload's
+    permuted view happens to be NHWC: a grayscale frame (its channel expanded) and a BGR or batched
+    one reach both networks as NHWC; with channels_last off, as plain NCHW."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    seen: list[bool] = []
+    semantic_forward, detect = engine._semantic_forward, small_instance_engine._detect
+    monkeypatch.setattr(
+        engine, "_semantic_forward", lambda x: seen.append(x.is_contiguous(memory_format=fmt)) or semantic_forward(x)
+    )
+    monkeypatch.setattr(
+        small_instance_engine,
+        "_detect",
+        lambda images: seen.append(images.tensors.is_contiguous(memory_format=fmt)) or detect(images),
+    )
+    for e in (engine, small_instance_engine):
+        monkeypatch.setattr(e, "config", dataclasses.replace(e.config, channels_last=channels_last))
+    gray = np.ascontiguousarray(frame[..., 1])
+    for e in (engine, small_instance_engine):
+        e.segment(gray)
+        e.segment(frame, "bgr")
+        e([frame, frame[::-1]])  # two frames, one of them a negative-stride view
+    assert seen == [True] * 6

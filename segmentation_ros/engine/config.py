@@ -88,7 +88,9 @@ class EngineConfig:
         semantic_input_size: shorter side the semantic network sees; 0 runs at the camera's
             resolution, -1 takes the model's own (registry ``input_size``: 0 for torchvision's,
             the training size for the demo models). At most :data:`MAX_NETWORK_SIDE`.
-        channels_last: NHWC memory format on CUDA (faster convolutions on tensor cores).
+        channels_last: the networks' input in NHWC memory format (runtime "torch"): faster
+            convolutions on CUDA's tensor cores and in oneDNN on the CPU; on CUDA the models' weights
+            too. False: plain NCHW.
         cuda_graphs: replay the fixed-shape parts (whole semantic network; Mask R-CNN backbone,
             FPN and RPN head) as CUDA graphs, captured once per input shape (CUDA only, runtime
             "torch").
