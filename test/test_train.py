@@ -14,17 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.engine.imageio import read_image
+from segmentation_ros.engine.imageio import read_image, write_png
 from segmentation_ros.engine.labels import LabelSet, get_label_set
 from segmentation_ros.engine.models.shapes import TRAIN_SIZE
-from segmentation_ros.engine.panoptic import rgb_to_id
+from segmentation_ros.engine.panoptic import id_to_rgb, rgb_to_id
 from segmentation_ros.engine.paths import models_dir
 from segmentation_ros.engine.pipeline import SegmentationEngine
 from segmentation_ros.engine.registry import build_model, get_model_entry
 from segmentation_ros.engine.weights import WeightsError
 from segmentation_ros.tools import train as train_module
 from segmentation_ros.tools.cli import build_parser, main
-from segmentation_ros.tools.synthetic import generate_scene, write_dataset
+from segmentation_ros.tools.evaluate import coco_samples
+from segmentation_ros.tools.synthetic import generate_scene, generate_scenes, write_dataset
 from segmentation_ros.tools.train import (
     CHECKPOINT_NAME,
     LOG_NAME,
@@ -203,9 +204,11 @@ def test_coco_semantic_without_void_id_ignores_unlabelled_pixels(tmp_path: Path)
     data = json.loads(pan_json.read_text())
     dropped = data["annotations"][0]["segments_info"].pop(0)  # its pixels are now unlabelled
     pan_json.write_text(json.dumps(data))
-    png = read_image(tmp_path / "annotations" / "panoptic" / data["annotations"][0]["file_name"])
-    segment_ids = rgb_to_id(png)
+    png = tmp_path / "annotations" / "panoptic" / data["annotations"][0]["file_name"]
+    segment_ids = rgb_to_id(read_image(png))
     assert (segment_ids == dropped["id"]).any()
+    segment_ids[segment_ids == dropped["id"]] = 0  # void in the PNG too (the reader refuses unlisted ids)
+    write_png(png, id_to_rgb(segment_ids))
     shapes = get_label_set("shapes")
     expected = np.full(segment_ids.shape, -100)  # the ignore index of the loss, not class 0
     for seg in data["annotations"][0]["segments_info"]:
@@ -244,6 +247,79 @@ def test_coco_instances_read_every_segmentation_form(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read.masks[1], rectangle)
     np.testing.assert_array_equal(read.masks[2:], original.masks[2:])
     np.testing.assert_array_equal(read.classes, original.classes)
+
+
+def _renumber_categories(root: Path, shift: int) -> None:
+    """Add ``shift`` to every category id of both JSONs and to the annotations' references to them."""
+    for name in ("instances.json", "panoptic.json"):
+        path = root / "annotations" / name
+        data = json.loads(path.read_text())
+        for category in data["categories"]:
+            category["id"] += shift
+        for annotation in data["annotations"]:
+            for item in (annotation, *annotation.get("segments_info", [])):
+                if "category_id" in item:
+                    item["category_id"] += shift
+        path.write_text(json.dumps(data))
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools on numpy 2
+def test_coco_training_reads_what_evaluation_reads(tmp_path: Path) -> None:
+    """One COCO reader: training's frames are the evaluation's samples, in the model's class ids."""
+    from pycocotools import mask as mask_utils
+
+    scenes = list(generate_scenes(2, 8, 32, 24, split="train", num_objects=(2, 3)))  # 2 + 2 objects in view
+    write_dataset(tmp_path, 2, seed=8, width=32, height=24, split="train", num_objects=(2, 3))
+    _renumber_categories(tmp_path, 10)  # dataset ids are no label ids: matched by name
+    shapes = get_label_set("shapes")
+    data_labels, samples = coco_samples(tmp_path)
+    to_model = {c.id: shapes.by_name(c.name).id for c in data_labels.classes}  # void "unlabeled" too
+    semantic = train_module._CocoSource(tmp_path, "semantic", shapes)
+    instance = train_module._CocoSource(tmp_path, "instance", shapes)
+    assert len(semantic) == len(instance) == len(samples) == 2
+    for i, (scene, sample) in enumerate(zip(scenes, samples, strict=True)):
+        assert sample.semantic is not None and sample.instances is not None
+        np.testing.assert_array_equal(semantic[i].image, sample.image)
+        np.testing.assert_array_equal(semantic[i].semantic, np.vectorize(to_model.get)(sample.semantic))
+        np.testing.assert_array_equal(semantic[i].semantic, scene.semantic)
+        read = instance[i]
+        assert read.masks is not None and read.classes is not None and len(read.masks) == 2
+        expected = [a for a in sample.instances if mask_utils.area(a["segmentation"])]
+        np.testing.assert_array_equal(read.masks, [mask_utils.decode(a["segmentation"]) for a in expected])
+        np.testing.assert_array_equal(read.classes, [to_model[a["category_id"]] for a in expected])
+
+    (tmp_path / "annotations" / "instances.json").unlink()  # instances from the panoptic things
+    things = train_module._CocoSource(tmp_path, "instance", shapes)[0]
+    assert things.masks is not None and things.classes is not None
+    first = instance[0]
+    assert first.masks is not None and first.classes is not None
+
+    def key(masks: np.ndarray, classes: np.ndarray) -> list[tuple[int, bytes]]:
+        return sorted(zip(classes.tolist(), (m.tobytes() for m in masks), strict=True))
+
+    assert key(things.masks, things.classes) == key(first.masks, first.classes)
+    # instances only (the panoptic JSON's images and categories): no semantic ground truth
+    (tmp_path / "annotations" / "panoptic.json").rename(tmp_path / "annotations" / "instances.json")
+    with pytest.raises(ValueError, match=r"semantic training needs .*panoptic\.json \(COCO panoptic\)"):
+        train_module._CocoSource(tmp_path, "semantic", shapes)
+
+
+def test_coco_categories_outside_the_label_set_are_refused(tmp_path: Path) -> None:
+    write_dataset(tmp_path, 1, seed=3, width=32, height=24, split="train")
+    path = tmp_path / "annotations" / "panoptic.json"
+    data = json.loads(path.read_text())
+    data["categories"].append({"id": 200, "name": "giraffe", "supercategory": "animal", "isthing": 1})
+    data["categories"][1]["name"] = "renamed"  # no such name in shapes: matched by its id instead
+    path.write_text(json.dumps(data))
+    shapes = get_label_set("shapes")
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: category 200 'giraffe' is not in label set 'shapes'"):
+        train_module._CocoSource(tmp_path, "semantic", shapes)
+    data["categories"].pop()
+    path.write_text(json.dumps(data))
+    np.testing.assert_array_equal(
+        train_module._CocoSource(tmp_path, "semantic", shapes)[0].semantic,
+        generate_scene(3, 32, 24, split="train", index=0).semantic,
+    )
 
 
 def test_initial_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:

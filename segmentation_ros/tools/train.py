@@ -10,10 +10,12 @@ Data:
 - ``synthetic[:WxH]``: an endless, seeded stream from :func:`segmentation_ros.tools.synthetic.generate_scene`
   (split ``train``); sample ``k`` of the run is frame ``k``, so a resumed run sees exactly the
   frames the uninterrupted run would have.
-- a COCO directory as written by :func:`segmentation_ros.tools.synthetic.write_dataset`:
-  ``annotations/instances.json`` (instance models) or ``annotations/panoptic.json`` with its PNGs
-  in ``annotations/panoptic/`` (semantic models), images under ``images/``. Category ids are the
-  model's label ids (matched by name first). Epochs are reshuffled from the seed.
+- a COCO directory as written by :func:`segmentation_ros.tools.synthetic.write_dataset`, read by
+  the evaluation's :class:`~segmentation_ros.tools.evaluate.CocoReader`: ``annotations/panoptic.json``
+  with its PNGs in ``annotations/panoptic/`` (semantic models; instance models without
+  ``annotations/instances.json``), ``annotations/instances.json`` (instance models), images under
+  ``images/``. Category ids are the model's label ids (matched by name first). Epochs are
+  reshuffled from the seed.
 
 Output directory: ``checkpoint.pt`` (model, optimizer, scheduler, step, RNG state; what
 ``--resume`` continues from), ``<model>.pt`` (the weights alone, floats stored as fp16, loadable
@@ -152,78 +154,70 @@ def _synthetic_sample(index: int, seed: int, size: tuple[int, int]) -> Sample:
 
 
 class _CocoSource:
-    """Frames of a COCO instance or COCO panoptic dataset directory, as :class:`Sample`."""
+    """Frames of a COCO instance or COCO panoptic dataset directory, as :class:`Sample`.
+
+    Read through the evaluation's :class:`~segmentation_ros.tools.evaluate.CocoReader` (its layout,
+    image order, checks and errors). Category ids become ``labels``' ids (matched by name, else by
+    id); void pixels become ``labels``' void id, or -100 (the loss's ignore index) without one;
+    crowd regions (``iscrowd``) and empty masks are no instances. Semantic training needs
+    ``panoptic.json``; instance training reads ``instances.json`` or, without it, the thing segments
+    of ``panoptic.json``.
+    """
 
     def __init__(self, root: Path, task: str, labels: LabelSet):
-        self.root = root
+        from segmentation_ros.tools.evaluate import CocoReader
+
+        self.reader = reader = CocoReader(root)
         self.task = task
-        ann_dir = root / "annotations"
-        name = "panoptic.json" if task == "semantic" else "instances.json"
-        self.json_path = ann_dir / name
-        if not self.json_path.is_file():
-            raise ValueError(
-                f"--data {root}: {task} training needs {self.json_path} (COCO {name.split('.')[0]})"
-            )
-        data = json.loads(self.json_path.read_text())
-        self.images = sorted(data["images"], key=lambda im: im["id"])
-        if not self.images:
-            raise ValueError(f"{self.json_path}: no images")
-        self.category_map: dict[int, int] = {}
-        for cat in data.get("categories", []):
-            named = labels.by_name(cat["name"])
-            if named is not None:
-                self.category_map[int(cat["id"])] = named.id
-            elif int(cat["id"]) in labels:
-                self.category_map[int(cat["id"])] = int(cat["id"])
-            else:
-                raise ValueError(
-                    f"{self.json_path}: category {cat['id']} {cat['name']!r} is not in label set {labels.name!r}"
-                )
-        self.annotations: dict[int, Any] = {}
-        if task == "semantic":
-            self.annotations = {a["image_id"]: a for a in data["annotations"]}
-            self.png_dir = ann_dir / self.json_path.stem
-        else:
-            for a in data["annotations"]:
-                if not a.get("iscrowd", 0):
-                    self.annotations.setdefault(a["image_id"], []).append(a)
+        if task == "semantic" and not reader.has_panoptic:
+            raise ValueError(f"--data {root}: semantic training needs {reader.panoptic_json} (COCO panoptic)")
+        source = reader.panoptic_json if reader.has_panoptic else reader.instances_json  # of the categories
+        if not len(reader):
+            raise ValueError(f"{source}: no images")
         self.void_id = labels.void_id if labels.void_id is not None else -100  # the loss's ignore index
+        self.class_ids: dict[int, int] = {}  # the dataset's category ids -> label ids
+        for cat in reader.label_set.classes:
+            if cat.id == reader.label_set.void_id:
+                continue
+            named = labels.by_name(cat.name)
+            if named is not None:
+                self.class_ids[cat.id] = named.id
+            elif cat.id in labels:
+                self.class_ids[cat.id] = cat.id
+            else:
+                raise ValueError(f"{source}: category {cat.id} {cat.name!r} is not in label set {labels.name!r}")
 
     def __len__(self) -> int:
-        return len(self.images)
-
-    def _image_path(self, file_name: str) -> Path:
-        for candidate in (self.root / "images" / file_name, self.root / file_name):
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(f"image {file_name!r} not found under {self.root}/images or {self.root}")
+        return len(self.reader)
 
     def __getitem__(self, i: int) -> Sample:
         from pycocotools import mask as mask_utils
 
-        from segmentation_ros.engine.imageio import read_image
-        from segmentation_ros.engine.panoptic import rgb_to_id
         from segmentation_ros.tools.evaluate import to_rle
 
-        info = self.images[i]
-        image = read_image(self._image_path(info["file_name"]))
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
+        sample = self.reader[i]
+        image = sample.image
         height, width = image.shape[:2]
         if self.task == "semantic":
-            ann = self.annotations.get(info["id"])
-            semantic = np.full((height, width), self.void_id, dtype=np.int64)
-            if ann is not None:
-                segment_ids = rgb_to_id(read_image(self.png_dir / ann["file_name"]))
-                for seg in ann["segments_info"]:
-                    semantic[segment_ids == seg["id"]] = self.category_map[int(seg["category_id"])]
-            return Sample(image=image, semantic=semantic)
+            if sample.semantic is None:  # no panoptic annotation of this image: all void
+                return Sample(image=image, semantic=np.full((height, width), self.void_id, dtype=np.int64))
+            found, inverse = np.unique(sample.semantic, return_inverse=True)
+            lut = np.asarray([self.class_ids.get(c, self.void_id) for c in found.tolist()], dtype=np.int64)
+            return Sample(image=image, semantic=lut[inverse].reshape(height, width))
         masks, classes = [], []
-        for a in self.annotations.get(info["id"], []):
+        for a in sample.instances or []:
+            if a.get("iscrowd", 0):
+                continue
+            category = int(a["category_id"])
+            if category not in self.class_ids:
+                raise ValueError(
+                    f"{self.reader.instances_json}: an annotation of {sample.name} has category_id "
+                    f"{category}, which the categories do not list"
+                )
             mask = mask_utils.decode(to_rle(a["segmentation"], height, width)).astype(bool)
             if mask.any():
                 masks.append(mask)
-                classes.append(self.category_map[int(a["category_id"])])
+                classes.append(self.class_ids[category])
         return Sample(
             image=image,
             masks=np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool),

@@ -13,8 +13,8 @@ Example::
 
 Submodules:
 
-- ``data``: :class:`EvalSample` and :func:`coco_samples` (COCO / COCO-panoptic datasets on disk,
-  the label set of their categories).
+- ``data``: :class:`EvalSample`, :class:`CocoReader` and :func:`coco_samples` (COCO / COCO-panoptic
+  datasets on disk, the label set of their categories; training reads COCO data through the reader).
 - ``metrics``: the metric accumulators (semantic mIoU via torchmetrics, instance mask/box AP via
   pycocotools, panoptic quality as COCO's pq_compute computes it, void and crowd regions included),
   :data:`MASK_SOURCES` and :func:`to_rle`.
@@ -29,13 +29,14 @@ Submodules:
 from __future__ import annotations
 
 from segmentation_ros.tools.evaluate.command import add_subcommand
-from segmentation_ros.tools.evaluate.data import EvalSample, coco_samples
+from segmentation_ros.tools.evaluate.data import CocoReader, EvalSample, coco_samples
 from segmentation_ros.tools.evaluate.evaluation import evaluate
 from segmentation_ros.tools.evaluate.metrics import MASK_SOURCES, to_rle
 from segmentation_ros.tools.evaluate.report import format_report
 from segmentation_ros.tools.evaluate.tracking import TrackingMetric, evaluate_tracking, format_tracking_report
 
 __all__ = [
+    "CocoReader",
     "EvalSample",
     "MASK_SOURCES",
     "evaluate",

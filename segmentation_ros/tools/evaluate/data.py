@@ -1,6 +1,7 @@
-"""The data the evaluation reads: :class:`EvalSample` (one image and its ground truth) and
-:func:`coco_samples` (a COCO / COCO-panoptic dataset directory, read lazily, with the label set of
-its categories)."""
+"""The data the evaluation reads: :class:`EvalSample` (one image and its ground truth),
+:class:`CocoReader` (a COCO / COCO-panoptic dataset directory, image by image, with the label set of
+its categories; training reads COCO data through it too) and :func:`coco_samples` (its samples,
+read lazily)."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def _label_set_from_categories(name: str, categories: Sequence[dict], *, all_thi
 
 def _segments_info(entry: dict, segment_ids: np.ndarray, label_set: LabelSet, png: str) -> dict[int, dict]:
     """A COCO-panoptic annotation's ``segments_info`` by segment id, checked against its PNG's
-    (H, W) ids and the label set (:func:`coco_samples` lists what is refused)."""
+    (H, W) ids and the label set (:class:`CocoReader` lists what is refused)."""
     segments = {int(s["id"]): s for s in entry.get("segments_info", [])}
     for sid, seg in segments.items():
         cid = int(seg["category_id"])
@@ -133,6 +134,120 @@ class _SizedSamples(Iterator[EvalSample]):
         return self._count
 
 
+class CocoReader:
+    """A COCO / COCO-panoptic dataset directory, image by image: ``reader[i]`` reads the ``i``-th
+    image of the JSON (file order) and its ground truth as an :class:`EvalSample`, in the ids of
+    :attr:`label_set` (the categories plus a void class).
+
+    Default layout (what :func:`~segmentation_ros.tools.synthetic.write_dataset` writes): ``images/``,
+    ``annotations/instances.json``, ``annotations/panoptic.json`` and ``annotations/panoptic/*.png``;
+    each path can be given on its own. Either JSON may be missing (:attr:`has_instances`,
+    :attr:`has_panoptic`; instances then come from the panoptic things, and without panoptic JSON a
+    sample has no panoptic or semantic ground truth). Images and categories are those of the
+    panoptic JSON where there is one.
+
+    Semantic ground truth is each panoptic segment's category (void where the PNG's id is 0).
+    A crowd segment (``iscrowd`` 1) keeps its category with instance 0 in ``panoptic``, where
+    panoptic quality treats it as COCO's ``pq_compute`` does.
+
+    Raises:
+        ValueError: (on construction) no image directory, neither JSON, a JSON that cannot be read,
+            no categories; (when a sample is read) a panoptic PNG whose ids and ``segments_info``
+            disagree (an id on one side only; id 0 is void and never listed), a segment whose
+            category is not in ``categories``, a crowd segment of a stuff category (COCO marks
+            only things as crowd), or a PNG of another size than its image.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        images_dir: str | Path | None = None,
+        instances_json: str | Path | None = None,
+        panoptic_json: str | Path | None = None,
+        panoptic_dir: str | Path | None = None,
+    ):
+        self.root = root = Path(root)
+        self.images_dir = Path(images_dir) if images_dir else root / "images"
+        self.instances_json = Path(instances_json) if instances_json else root / "annotations" / "instances.json"
+        self.panoptic_json = Path(panoptic_json) if panoptic_json else root / "annotations" / "panoptic.json"
+        self.panoptic_dir = Path(panoptic_dir) if panoptic_dir else root / "annotations" / "panoptic"
+        if not self.images_dir.is_dir():
+            raise ValueError(f"COCO dataset {root}: no image directory {self.images_dir}")
+        panoptic = _read_json(self.panoptic_json) if self.panoptic_json.is_file() else None
+        instances = _read_json(self.instances_json) if self.instances_json.is_file() else None
+        if panoptic is None and instances is None:
+            raise ValueError(f"COCO dataset {root}: neither {self.panoptic_json} nor {self.instances_json} exists")
+        self.has_panoptic, self.has_instances = panoptic is not None, instances is not None
+        main = panoptic if panoptic is not None else instances
+        assert main is not None
+        self.label_set = _label_set_from_categories(
+            f"{root.name or 'coco'} categories", main["categories"], all_things=panoptic is None
+        )
+        self.images: list[dict] = main["images"]
+        self._instances_by_image: dict[int, list[dict]] = {}
+        if instances is not None:
+            for ann in instances.get("annotations", []):
+                self._instances_by_image.setdefault(int(ann["image_id"]), []).append(ann)
+        self._panoptic_by_image = {int(a["image_id"]): a for a in panoptic["annotations"]} if panoptic is not None else {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> EvalSample:
+        from segmentation_ros.engine.imageio import read_image
+        from segmentation_ros.engine.panoptic import rgb_to_id
+
+        label_set, void = self.label_set, self.label_set.void_id
+        assert void is not None
+        info = self.images[i]
+        image_id = int(info["id"])
+        image = read_image(self.images_dir / info["file_name"])
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        sample = EvalSample(image=image, panoptic=None, image_id=image_id, name=str(info["file_name"]))
+        if image_id in self._panoptic_by_image:
+            entry = self._panoptic_by_image[image_id]
+            png = self.panoptic_dir / entry["file_name"]
+            rgb = read_image(png)
+            if rgb.shape != (*image.shape[:2], 3):
+                raise ValueError(
+                    f"panoptic PNG {png} is {rgb.shape}, expected an RGB image the size of "
+                    f"{info['file_name']}, {(*image.shape[:2], 3)}"
+                )
+            segment_ids = rgb_to_id(rgb)
+            segments = _segments_info(entry, segment_ids, label_set, str(png))
+            found, inverse = np.unique(segment_ids, return_inverse=True)
+            divisor = max(1000, len(segments) + 1)
+            semantic_lut = np.full(found.size, void, dtype=np.int64)
+            panoptic_lut = np.full(found.size, void * divisor, dtype=np.int64)
+            thing_number = 0
+            for k, sid in enumerate(found.tolist()):
+                seg = segments.get(sid)
+                if seg is None:  # id 0: void
+                    continue
+                cid = int(seg["category_id"])
+                semantic_lut[k] = cid
+                if label_set[cid].isthing and not seg.get("iscrowd", 0):
+                    thing_number += 1
+                    panoptic_lut[k] = cid * divisor + thing_number
+                else:  # stuff, or a crowd region: instance 0
+                    panoptic_lut[k] = cid * divisor
+            shape = segment_ids.shape
+            sample.semantic = semantic_lut[inverse].reshape(shape)
+            sample.panoptic = panoptic_lut[inverse].reshape(shape)
+            sample.label_divisor = divisor
+            if not self.has_instances:
+                sample.instances = [
+                    _annotation(segment_ids == sid, int(s["category_id"]), int(s.get("iscrowd", 0)))
+                    for sid, s in segments.items()
+                    if label_set[int(s["category_id"])].isthing
+                ]
+        if self.has_instances:
+            sample.instances = self._instances_by_image.get(image_id, [])
+        return sample
+
+
 def coco_samples(
     root: str | Path,
     *,
@@ -142,101 +257,26 @@ def coco_samples(
     panoptic_json: str | Path | None = None,
     panoptic_dir: str | Path | None = None,
 ) -> tuple[LabelSet, Iterator[EvalSample]]:
-    """Read a COCO / COCO-panoptic dataset from disk, lazily.
-
-    Default layout (what :func:`~segmentation_ros.tools.synthetic.write_dataset` writes): ``images/``,
-    ``annotations/instances.json``, ``annotations/panoptic.json`` and ``annotations/panoptic/*.png``;
-    each path can be given on its own. Either JSON may be missing (then the metrics it feeds are
-    not computed; instances then come from the panoptic things).
-
-    Semantic ground truth is each panoptic segment's category (void where the PNG's id is 0).
-    A crowd segment (``iscrowd`` 1) keeps its category with instance 0 in ``panoptic``, where
-    panoptic quality treats it as COCO's ``pq_compute`` does.
+    """Read a COCO / COCO-panoptic dataset from disk, lazily: the samples of a :class:`CocoReader`
+    (its layout, its paths, its ground truth), in file order. Where a JSON is missing, the metrics
+    it feeds are not computed.
 
     Raises:
-        ValueError: (when the samples are read) a panoptic PNG whose ids and ``segments_info``
-            disagree (an id on one side only; id 0 is void and never listed), a segment whose
-            category is not in ``categories``, a crowd segment of a stuff category (COCO marks
-            only things as crowd), or a PNG of another size than its image.
+        ValueError: (here) what :class:`CocoReader` refuses on construction; (when the samples are
+            read) what it refuses when a sample is read: a panoptic PNG whose ids and
+            ``segments_info`` disagree, a segment of an unlisted category, a crowd segment of a
+            stuff category, or a PNG of another size than its image.
 
     Returns:
         the label set (the categories plus a void class) and the samples in file order (the
         first ``num`` of them); ``len`` of the samples is their number.
     """
-    from segmentation_ros.engine.imageio import read_image
-    from segmentation_ros.engine.panoptic import rgb_to_id
-
-    root = Path(root)
-    images_dir = Path(images_dir) if images_dir else root / "images"
-    instances_json = Path(instances_json) if instances_json else root / "annotations" / "instances.json"
-    panoptic_json = Path(panoptic_json) if panoptic_json else root / "annotations" / "panoptic.json"
-    panoptic_dir = Path(panoptic_dir) if panoptic_dir else root / "annotations" / "panoptic"
-    if not images_dir.is_dir():
-        raise ValueError(f"COCO dataset {root}: no image directory {images_dir}")
-    panoptic = _read_json(panoptic_json) if panoptic_json.is_file() else None
-    instances = _read_json(instances_json) if instances_json.is_file() else None
-    if panoptic is None and instances is None:
-        raise ValueError(f"COCO dataset {root}: neither {panoptic_json} nor {instances_json} exists")
-    main = panoptic if panoptic is not None else instances
-    assert main is not None
-    label_set = _label_set_from_categories(
-        f"{root.name or 'coco'} categories", main["categories"], all_things=panoptic is None
+    reader = CocoReader(
+        root,
+        images_dir=images_dir,
+        instances_json=instances_json,
+        panoptic_json=panoptic_json,
+        panoptic_dir=panoptic_dir,
     )
-    void = label_set.void_id
-    assert void is not None
-    images = main["images"][:num] if num is not None else main["images"]
-    by_image: dict[int, list[dict]] = {}
-    if instances is not None:
-        for ann in instances.get("annotations", []):
-            by_image.setdefault(int(ann["image_id"]), []).append(ann)
-    pan_by_image = {int(a["image_id"]): a for a in panoptic["annotations"]} if panoptic is not None else {}
-
-    def samples() -> Iterator[EvalSample]:
-        for info in images:
-            image_id = int(info["id"])
-            image = read_image(images_dir / info["file_name"])
-            if image.ndim == 2:
-                image = np.repeat(image[:, :, None], 3, axis=2)
-            sample = EvalSample(image=image, panoptic=None, image_id=image_id, name=str(info["file_name"]))
-            if image_id in pan_by_image:
-                entry = pan_by_image[image_id]
-                png = panoptic_dir / entry["file_name"]
-                rgb = read_image(png)
-                if rgb.shape != (*image.shape[:2], 3):
-                    raise ValueError(
-                        f"panoptic PNG {png} is {rgb.shape}, expected an RGB image the size of "
-                        f"{info['file_name']}, {(*image.shape[:2], 3)}"
-                    )
-                segment_ids = rgb_to_id(rgb)
-                segments = _segments_info(entry, segment_ids, label_set, str(png))
-                found, inverse = np.unique(segment_ids, return_inverse=True)
-                divisor = max(1000, len(segments) + 1)
-                semantic_lut = np.full(found.size, void, dtype=np.int64)
-                panoptic_lut = np.full(found.size, void * divisor, dtype=np.int64)
-                thing_number = 0
-                for i, sid in enumerate(found.tolist()):
-                    seg = segments.get(sid)
-                    if seg is None:  # id 0: void
-                        continue
-                    cid = int(seg["category_id"])
-                    semantic_lut[i] = cid
-                    if label_set[cid].isthing and not seg.get("iscrowd", 0):
-                        thing_number += 1
-                        panoptic_lut[i] = cid * divisor + thing_number
-                    else:  # stuff, or a crowd region: instance 0
-                        panoptic_lut[i] = cid * divisor
-                shape = segment_ids.shape
-                sample.semantic = semantic_lut[inverse].reshape(shape)
-                sample.panoptic = panoptic_lut[inverse].reshape(shape)
-                sample.label_divisor = divisor
-                if instances is None:
-                    sample.instances = [
-                        _annotation(segment_ids == sid, int(s["category_id"]), int(s.get("iscrowd", 0)))
-                        for sid, s in segments.items()
-                        if label_set[int(s["category_id"])].isthing
-                    ]
-            if instances is not None:
-                sample.instances = by_image.get(image_id, [])
-            yield sample
-
-    return label_set, _SizedSamples(samples(), len(images))
+    indices = range(len(reader))[:num]
+    return reader.label_set, _SizedSamples((reader[i] for i in indices), len(indices))
