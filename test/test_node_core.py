@@ -608,6 +608,7 @@ def test_validate_parameters_fills_defaults() -> None:
         ("classes", [True], "expected int"),
         ("classes", ["1"], "expected int"),
         ("classes", [-1], "[0, 65535]"),
+        ("instance_max_size", 0, "expected -1 (the model's own) or at least 1"),
         # camera names are relative ROS namespaces
         ("cameras", ["1st"], "not a relative ROS namespace"),
         ("cameras", ["rig//left"], "not a relative ROS namespace"),
@@ -940,8 +941,8 @@ def test_instance_input_size_reaches_the_engine_from_parameters_and_cli() -> Non
     argv = ["segment", "--out", "o", "--task", "instance", "--instance-min-size", "480", "--instance-max-size", "640", "a.png"]
     config = engine_config_from_args(build_parser().parse_args(argv))
     assert (config.instance_min_size, config.instance_max_size) == (480, 640)
-    with pytest.raises(ValueError, match="instance_max_size"):
-        SegmentationCore({"task": "instance", "instance_min_size": 480, "instance_max_size": 320}, RosbagsFactory("humble")).engine_config()
+    with pytest.raises(ValueError, match=r"instance_max_size: 320; .* at least instance_min_size \(480\)"):
+        validate_parameters({"task": "instance", "instance_min_size": 480, "instance_max_size": 320})
 
 
 # ---- tracking -------------------------------------------------------------------------------------

@@ -238,6 +238,12 @@ def validate_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"parameter {name}: empty; use 'none' for random initialisation or 'DEFAULT' for the model's default"
             )
+    low, high = params["instance_min_size"], params["instance_max_size"]
+    if high != -1 and high < max(low, 1):
+        raise ValueError(
+            f"parameter instance_max_size: {high}; expected -1 (the model's own) or at least 1 and at least "
+            f"instance_min_size ({low})"
+        )
     params["classes"] = [c for c in params["classes"] if c != 0]
     params["cameras"] = [c.strip("/") for c in params["cameras"]] or [""]
     for camera in params["cameras"]:
