@@ -285,7 +285,7 @@ _EXTRA_COMMANDS: list[tuple[str, str]] = [
     # (module, function) adding a subcommand: add_subcommand(subparsers) -> None
     ("segmentation_ros.tools.bag_command", "add_subcommand"),
     ("segmentation_ros.tools.bench", "add_subcommand"),
-    ("segmentation_ros.tools.train", "add_subcommand"),
+    ("segmentation_ros.tools.train_command", "add_subcommand"),
     ("segmentation_ros.tools.evaluate", "add_subcommand"),
     ("segmentation_ros.tools.demo", "add_subcommand"),
     ("segmentation_ros.tools.export_command", "add_subcommand"),
