@@ -111,6 +111,7 @@ def test_recall_by_visible_area_counts_each_band_apart():
         pred = masks() if t in (2, 3) else masks(large)
         ids = {"tracked": list(range(1, len(pred) + 1)), "untracked": list(range(1, len(pred) + 1))}
         metric.update(GT_IDS, masks(large, small), pred, ids)
+    metric.update(GT_IDS[:0], masks(), masks(large), {"tracked": [1], "untracked": [1]})  # no objects in view
     report = metric.compute()
     bands = {tuple(b["pixels"]): b for b in report["recall_by_area"]}
     assert list(bands) == [(0, 64), (64, 256), (256, 1024), (1024, None)]

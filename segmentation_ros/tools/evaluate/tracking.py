@@ -251,7 +251,8 @@ class TrackingMetric:
         hypotheses = {v: _ids(ids[v], count, v) for v in self.variants}
         distances = match_distances(gt_masks, pred_masks, self.iou_threshold)
         accumulators = self._accumulators[-1]
-        bands = np.searchsorted(AREA_BANDS, np.asarray(gt_masks).reshape(gt.size, -1).sum(1), side="right") - 1
+        areas = np.asarray(gt_masks).sum((1, 2)) if gt.size else np.zeros(0, dtype=np.int64)
+        bands = np.searchsorted(AREA_BANDS, areas, side="right") - 1
         for v, hyp in hypotheses.items():
             plain = accumulators[v, False]
             frame = plain.update(gt.tolist(), hyp.tolist(), distances)
