@@ -400,3 +400,24 @@ def test_segment_in_batches_checks_what_the_engine_returns() -> None:
         list(
             segment_in_batches(lambda images: [Segmentation(2, 3)] * len(images), items, 2, lambda i: i.name)
         )
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda data: data.pop("categories"), "no 'categories' field"),
+        (lambda data: data["categories"].clear(), "the annotations list no categories"),
+        (lambda data: data["categories"][0].pop("id"), "no 'id' field"),
+        (lambda data: data.pop("images"), "no 'images' field"),
+    ],
+)
+def test_a_coco_file_that_is_not_coco_is_refused_naming_it(scenes, tmp_path, edit, reason):
+    from segmentation_ros.tools.evaluate import CocoReader
+
+    to_coco(scenes[:1], tmp_path)
+    path = tmp_path / "annotations" / "panoptic.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"COCO annotations {path}: .*{reason}"):
+        CocoReader(tmp_path)

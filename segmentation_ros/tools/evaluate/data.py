@@ -181,10 +181,15 @@ class CocoReader:
         self.has_panoptic, self.has_instances = panoptic is not None, instances is not None
         main = panoptic if panoptic is not None else instances
         assert main is not None
-        self.label_set = _label_set_from_categories(
-            f"{root.name or 'coco'} categories", main["categories"], all_things=panoptic is None
-        )
-        self.images: list[dict] = main["images"]
+        source = self.panoptic_json if panoptic is not None else self.instances_json
+        try:
+            self.label_set = _label_set_from_categories(
+                f"{root.name or 'coco'} categories", main["categories"], all_things=panoptic is None
+            )
+            self.images: list[dict] = list(main["images"])
+        except (KeyError, TypeError, ValueError) as exc:  # a file that is not COCO: name it
+            reason = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(f"COCO annotations {source}: {reason}") from exc
         self._instances_by_image: dict[int, list[dict]] = {}
         if instances is not None:
             for ann in instances.get("annotations", []):
