@@ -421,3 +421,25 @@ def test_a_coco_file_that_is_not_coco_is_refused_naming_it(scenes, tmp_path, edi
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=f"COCO annotations {path}: .*{reason}"):
         CocoReader(tmp_path)
+
+
+def test_semantic_confusion_is_sized_by_the_classes_not_their_largest_id():
+    """Two classes with ids 7 and 65535: a 3x3 matrix (65536^2 int64 would be 34 GB). A predicted id
+    the data does not know (300) is a wrong answer; a ground-truth one is void (ignored)."""
+    from segmentation_ros.engine.labels import LabelSet
+    from segmentation_ros.tools.evaluate.metrics import _SemanticMetric
+
+    labels = LabelSet.from_dict(
+        {"name": "sparse", "void_id": 0, "classes": [{"id": 0, "name": "void"}, {"id": 7, "name": "a"}, {"id": 65535, "name": "b"}]}
+    )
+    metric = _SemanticMetric(labels)
+    assert metric.matrix.confmat.shape == (3, 3)
+    truth = np.array([[7, 7, 65535, 65535], [0, 300, 7, 65535]])
+    predicted = np.array([[7, 300, 65535, 7], [7, 7, 7, 65535]])
+    metric.update(predicted, truth)
+    sem = metric.compute()
+    # counted: (a,a) x2, (a,unknown), (b,b) x2, (b,a); a: 2 right of 3 true and 3 predicted; b: 2 of 3 and 2
+    assert sem["pixels"] == 6  # void and the unknown ground-truth id are left out
+    assert sem["per_class"]["a"]["iou"] == pytest.approx(2 / 4)  # right at 2; 1 unknown, 1 b called a
+    assert sem["per_class"]["b"]["iou"] == pytest.approx(2 / 3)
+    assert sem["pixel_accuracy"] == pytest.approx(4 / 6)

@@ -84,25 +84,31 @@ def _check_label_space(predicted: LabelSet, data: LabelSet, part: str) -> None:
 
 
 class _SemanticMetric:
-    """Confusion matrix over the data's class ids (torchmetrics), void ground truth ignored."""
+    """Confusion matrix over the data's classes (torchmetrics), void ground truth ignored.
+
+    The matrix is indexed by the classes, not by their ids: the data's classes are 0..n-1 in id
+    order and n is "void or nothing the data knows", ignored as ground truth and a wrong answer as a
+    prediction. So a label set of a few classes with large ids (up to 65535) costs an (n+1)^2 matrix,
+    not 65536^2. Ids outside the label set count as void on both sides.
+    """
 
     def __init__(self, label_set: LabelSet):
         from torchmetrics.classification import MulticlassConfusionMatrix
 
         self.label_set = label_set
-        self.num_classes = max(label_set.num_classes, (label_set.void_id or 0) + 1)
-        self.matrix = MulticlassConfusionMatrix(
-            self.num_classes, ignore_index=label_set.void_id, validate_args=False
-        )
+        self.classes = [c for c in label_set.classes if c.id != label_set.void_id]
+        n = len(self.classes)
+        self.index = torch.full((label_set.num_classes,), n, dtype=torch.int64)  # id -> class index
+        self.index[[c.id for c in self.classes]] = torch.arange(n)
+        self.matrix = MulticlassConfusionMatrix(n + 1, ignore_index=n, validate_args=False)
+
+    def _indices(self, ids: np.ndarray) -> torch.Tensor:
+        ids = torch.from_numpy(ids.astype(np.int64, copy=False)).reshape(-1)
+        known = (ids >= 0) & (ids < self.index.numel())
+        return torch.where(known, self.index[ids.clamp(0, self.index.numel() - 1)], len(self.classes))
 
     def update(self, predicted: np.ndarray, target: np.ndarray) -> None:
-        predicted = predicted.astype(np.int64)
-        # An id beyond the data's classes (a model's own void id) is a wrong answer: count it as void.
-        predicted[(predicted < 0) | (predicted >= self.num_classes)] = self.label_set.void_id or 0
-        self.matrix.update(
-            torch.from_numpy(predicted).reshape(-1),
-            torch.from_numpy(target.astype(np.int64, copy=False)).reshape(-1),
-        )
+        self.matrix.update(self._indices(predicted), self._indices(target))
 
     def compute(self) -> dict:
         cm = self.matrix.compute().to(torch.float64)  # rows: ground truth, columns: prediction
@@ -111,18 +117,14 @@ class _SemanticMetric:
         pred_pixels = cm.sum(0)
         union = gt_pixels + pred_pixels - true_positives
         per_class = {}
-        for c in self.label_set.classes:
-            if c.id == self.label_set.void_id:
-                continue
+        for k, c in enumerate(self.classes):
             per_class[c.name] = {
                 "id": c.id,
                 "isthing": c.isthing,
-                "iou": _nan_to_none(float(true_positives[c.id] / union[c.id])) if union[c.id] > 0 else None,
-                "accuracy": _nan_to_none(float(true_positives[c.id] / gt_pixels[c.id]))
-                if gt_pixels[c.id] > 0
-                else None,
-                "gt_pixels": int(gt_pixels[c.id]),
-                "pred_pixels": int(pred_pixels[c.id]),
+                "iou": _nan_to_none(float(true_positives[k] / union[k])) if union[k] > 0 else None,
+                "accuracy": _nan_to_none(float(true_positives[k] / gt_pixels[k])) if gt_pixels[k] > 0 else None,
+                "gt_pixels": int(gt_pixels[k]),
+                "pred_pixels": int(pred_pixels[k]),
             }
         total = float(gt_pixels.sum())
         rows = per_class.values()
