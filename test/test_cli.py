@@ -269,3 +269,19 @@ def test_a_frame_the_engine_refuses_is_skipped_with_its_name(tmp_path, capsys, m
     assert main([*SEMANTIC, "--out", str(out), str(odd), str(good)]) == 1
     assert f"skipped: image {odd}: frame 0: refused by the test" in capsys.readouterr().err
     assert (out / "good.json").is_file() and not list(out.glob("odd*"))
+
+
+def test_weights_that_cannot_be_loaded_leave_no_out_directory(tmp_path, capsys) -> None:
+    """--out is created (and proved writable) before the model loads; a refused model removes it
+    again, with the parents the run created, but never a directory that was there before."""
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.full((24, 32, 3), 90, np.uint8))
+    missing = tmp_path / "missing.pt"
+    argv = ["segment", "--model", "shapes_lraspp", "--weights", str(missing), "--device", "cpu"]
+    out = tmp_path / "new" / "out"
+    assert main([*argv, "--out", str(out), str(image)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (kept := tmp_path / "kept").mkdir()
+    assert main([*argv, "--out", str(kept), str(image)]) == 2
+    assert kept.is_dir()

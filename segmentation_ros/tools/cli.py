@@ -7,12 +7,13 @@ turns them into one :class:`EngineConfig` (:func:`engine_config_from_args`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -182,15 +183,25 @@ def output_stems(images: Sequence[str | Path]) -> list[Path]:
     return stems
 
 
-def _writable_directory(out: Path) -> Path:
-    """Create ``--out`` and prove a file can be written in it, before any model is loaded."""
+@contextlib.contextmanager
+def _writable_directory(out: Path) -> Iterator[Path]:
+    """Create ``--out`` and prove a file can be written in it, before any model is loaded; if the
+    block fails (weights that cannot be loaded, say), remove the directories this created while
+    they are still empty, so that a refused run leaves nothing behind."""
+    created = [p for p in (out, *out.parents) if not os.path.lexists(p)]
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
         raise RuntimeError(f"--out {out} is not a writable directory: {exc.strerror or exc}") from None
-    return out
+    try:
+        yield out
+    except BaseException:
+        for path in created:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only while empty
+        raise
 
 
 def positive_int(text: str) -> int:
@@ -212,8 +223,8 @@ def _segment(args: argparse.Namespace) -> int:
 
     # Everything that can be refused up front is, before the model loads and any result is written.
     stems = output_stems(args.images)
-    out_dir = _writable_directory(Path(args.out))
-    engine = SegmentationEngine(engine_config_from_args(args))
+    with _writable_directory(Path(args.out)) as out_dir:
+        engine = SegmentationEngine(engine_config_from_args(args))
     failed = 0
     categories = [
         {"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in engine.labels.classes
