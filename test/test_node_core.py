@@ -608,7 +608,6 @@ def test_validate_parameters_fills_defaults() -> None:
         ("classes", [True], "expected int"),
         ("classes", ["1"], "expected int"),
         ("classes", [-1], "[0, 65535]"),
-        ("instance_max_size", 0, "expected -1 (the model's own) or at least 1"),
         # camera names are relative ROS namespaces
         ("cameras", ["1st"], "not a relative ROS namespace"),
         ("cameras", ["rig//left"], "not a relative ROS namespace"),
@@ -627,6 +626,29 @@ def test_validate_parameters_rejects_bad_values_naming_them(name: str, value: ob
     with pytest.raises(ValueError, match=f"parameter {name}") as excinfo:
         validate_parameters({name: value})
     assert expected in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"instance_max_size": 0}, "parameter instance_max_size: need instance_min_size >= -1 and instance_max_size -1 or >= instance_min_size, got -1, 0"),
+        ({"instance_min_size": 480, "instance_max_size": 320}, "parameters instance_min_size, instance_max_size: need instance_min_size >= -1 and instance_max_size -1 or >= instance_min_size, got 480, 320"),
+        ({"label_divisor": 50}, "parameter label_divisor: label_divisor (50) must exceed max_detections (100)"),
+        ({"runtime": "onnxruntime", "precision": "bf16"}, "parameters precision, runtime: precision bf16 is not available with runtime 'onnxruntime'"),
+        ({"semantic_model": "maskrcnn_resnet50_fpn"}, "parameter semantic_model: semantic_model 'maskrcnn_resnet50_fpn' is not a semantic model"),
+    ],
+)
+def test_validate_parameters_applies_the_engines_rules_between_parameters(values: dict, expected: str) -> None:
+    """Rules between parameters are EngineConfig's, checked when the parameters are set (not first
+    when the models load); the device, which depends on the machine, is checked at configure."""
+    with pytest.raises(ValueError) as excinfo:
+        validate_parameters(values)
+    assert str(excinfo.value).startswith(expected)
+    assert validate_parameters({"device": "cuda:99"})["device"] == "cuda:99"
+    # The live node declares its parameters one at a time (max_detections before label_divisor):
+    # each alone, against the defaults of the rest, is checked without the rules between them.
+    assert validate_parameters(values, between=False).keys() == validate_parameters({}).keys()
+    assert validate_parameters({"max_detections": 1000, "label_divisor": 10000})["max_detections"] == 1000
 
 
 def test_list_parameters_take_rclpy_arrays_and_keep_their_element_type() -> None:
@@ -932,7 +954,7 @@ def test_parameter_defaults_are_the_engine_and_cli_defaults() -> None:
 
 def test_instance_input_size_reaches_the_engine_from_parameters_and_cli() -> None:
     """instance_min_size and instance_max_size (the detector's input: enlarged for small objects)
-    are node parameters and CLI options; a max below the min is refused naming both."""
+    are node parameters and CLI options (a max below the min: see the rules between parameters)."""
     from segmentation_ros.tools.cli import build_parser, engine_config_from_args
 
     core = SegmentationCore({"task": "instance", "instance_min_size": 480, "instance_max_size": 640}, RosbagsFactory("humble"))
@@ -941,8 +963,6 @@ def test_instance_input_size_reaches_the_engine_from_parameters_and_cli() -> Non
     argv = ["segment", "--out", "o", "--task", "instance", "--instance-min-size", "480", "--instance-max-size", "640", "a.png"]
     config = engine_config_from_args(build_parser().parse_args(argv))
     assert (config.instance_min_size, config.instance_max_size) == (480, 640)
-    with pytest.raises(ValueError, match=r"instance_max_size: 320; .* at least instance_min_size \(480\)"):
-        validate_parameters({"task": "instance", "instance_min_size": 480, "instance_max_size": 320})
 
 
 # ---- tracking -------------------------------------------------------------------------------------

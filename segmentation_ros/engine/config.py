@@ -139,8 +139,13 @@ class EngineConfig:
     onnx_cache_dir: str | None = None
     offline: bool | None = None
 
-    def validate(self) -> EngineConfig:
-        """Raise ``ValueError`` naming the first bad value; return self."""
+    def validate(self, *, device: bool = True) -> EngineConfig:
+        """Raise ``ValueError`` naming the first bad value; return self.
+
+        ``device=False`` leaves out the one check that depends on this machine (that the device
+        exists): the node's parameters are checked so when they are set, the device when the models
+        load.
+        """
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.precision not in PRECISIONS:
@@ -193,7 +198,8 @@ class EngineConfig:
             raise ValueError(f"instance_model {self.instance_model!r} is not an instance model")
         if any(int(c) < 0 for c in self.classes):
             raise ValueError(f"classes must be non-negative class ids, got {list(self.classes)}")
-        resolve_device(self.device)
+        if device:
+            resolve_device(self.device)
         return self
 
 

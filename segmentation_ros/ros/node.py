@@ -134,8 +134,8 @@ class SegmentationNode(LifecycleNode):
         try:
             if self.core is not None:
                 self.core.set_parameters(changes)
-            else:
-                validate_parameters(changes)
+            else:  # declared one at a time: the rules between them are checked at configure
+                validate_parameters(changes, between=False)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         for name in changes:

@@ -38,7 +38,14 @@ from segmentation_ros.ros.conversions import (
 from segmentation_ros.ros.depth_outputs import DepthStage
 from segmentation_ros.ros.launch_helpers import DEPTH_INPUT
 from segmentation_ros.ros.messages import MessageFactory, make_header, time_to_ns
-from segmentation_ros.ros.parameters import PARAMETERS, SPECS, ParameterSpec, validate_parameters
+from segmentation_ros.ros.parameters import (
+    ENGINE_FIELDS,
+    PARAMETERS,
+    SPECS,
+    ParameterSpec,
+    engine_config,
+    validate_parameters,
+)
 
 __all__ = [
     "ParameterSpec",
@@ -55,10 +62,6 @@ __all__ = [
     "large_images_profile",
     "FASTDDS_PROFILE_VARIABLES",
 ]
-
-
-# ---- parameters -----------------------------------------------------------------------------------
-_ENGINE_FIELDS = set(EngineConfig.__dataclass_fields__)
 
 
 # ---- the node process -----------------------------------------------------------------------------
@@ -242,12 +245,7 @@ class SegmentationCore:
 
     # -- lifecycle --
     def engine_config(self) -> EngineConfig:
-        p = self.params
-        fields = {k: v for k, v in p.items() if k in _ENGINE_FIELDS}
-        fields["classes"] = tuple(p["classes"])
-        for key in ("semantic_labels", "instance_labels"):
-            fields[key] = p[key] or None
-        return EngineConfig(**fields).validate()
+        return engine_config(self.params).validate()
 
     def configure(self) -> None:
         """Validate the parameters and load the model(s). Raises ValueError / WeightsError.
@@ -281,7 +279,7 @@ class SegmentationCore:
                 raise ValueError(f"parameter {name} is read-only while the node is configured")
         with self._between_batches():
             if self.engine is not None:
-                runtime = [k for k in changes if k in _ENGINE_FIELDS and not SPECS[k].read_only]
+                runtime = [k for k in changes if k in ENGINE_FIELDS and not SPECS[k].read_only]
                 self.engine.update(**{k: tuple(params[k]) if k == "classes" else params[k] for k in runtime})
             self.params = self.depth.params = params
             for tracker in self.trackers.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import math
+import re
 import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from segmentation_ros.engine.config import PRECISIONS, TASKS
+from segmentation_ros.engine.config import PRECISIONS, TASKS, EngineConfig
 from segmentation_ros.engine.imageio import DEFAULT_MAX_PIXELS
 from segmentation_ros.engine.runtimes import RUNTIMES
 from segmentation_ros.ros.launch_helpers import CAMERA_NAME
 
-__all__ = ["ParameterSpec", "PARAMETERS", "SPECS", "validate_parameters"]
+__all__ = ["ParameterSpec", "PARAMETERS", "SPECS", "ENGINE_FIELDS", "engine_config", "validate_parameters"]
 
 _LISTS = (list, tuple, array.array)  # array.array: how rclpy may hand over an integer array
 _REPR = reprlib.Repr()  # bounded reprs of bad values in error messages
@@ -221,8 +222,15 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 SPECS = {p.name: p for p in PARAMETERS}
 
 
-def validate_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+def validate_parameters(values: Mapping[str, Any], *, between: bool = True) -> dict[str, Any]:
     """Defaults filled in, every value type- and range-checked; unknown names are an error.
+
+    Args:
+        values: parameter values by name; the others take their defaults.
+        between: also check the rules between parameters (the engine's: ``EngineConfig.validate``
+            without the device). False where ``values`` are not all there is yet: the live node
+            declares its parameters one at a time, so a rule would be checked against the defaults
+            of the ones still to come; it checks the rules when it configures.
 
     Raises:
         ValueError: naming the parameter and the value that is wrong.
@@ -238,12 +246,6 @@ def validate_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"parameter {name}: empty; use 'none' for random initialisation or 'DEFAULT' for the model's default"
             )
-    low, high = params["instance_min_size"], params["instance_max_size"]
-    if high != -1 and high < max(low, 1):
-        raise ValueError(
-            f"parameter instance_max_size: {high}; expected -1 (the model's own) or at least 1 and at least "
-            f"instance_min_size ({low})"
-        )
     params["classes"] = [c for c in params["classes"] if c != 0]
     params["cameras"] = [c.strip("/") for c in params["cameras"]] or [""]
     for camera in params["cameras"]:
@@ -255,4 +257,29 @@ def validate_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
             )
     if len(set(params["cameras"])) != len(params["cameras"]):
         raise ValueError(f"parameter cameras: names must be unique, got {params['cameras']}")
+    # The rules between parameters (instance_max_size >= instance_min_size, label_divisor >
+    # max_detections, ...) are the engine's own, checked here where the parameters are set. The
+    # error names the parameters it is about, those given here first.
+    if not between:
+        return params
+    try:
+        engine_config(params).validate(device=False)
+    except ValueError as exc:
+        text = str(exc)
+        mentioned = sorted((m.start(), n) for n in ENGINE_FIELDS if (m := re.search(rf"\b{n}\b", text)))
+        named = [n for _, n in mentioned if n in values] or [n for _, n in mentioned]
+        raise ValueError(f"parameter{'s' if len(named) > 1 else ''} {', '.join(named)}: {text}") from None
     return params
+
+
+#: The parameters that are EngineConfig fields.
+ENGINE_FIELDS = frozenset(EngineConfig.__dataclass_fields__) & {p.name for p in PARAMETERS}
+
+
+def engine_config(params: Mapping[str, Any]) -> EngineConfig:
+    """The engine's settings from validated parameters (not validated themselves)."""
+    fields = {k: v for k, v in params.items() if k in ENGINE_FIELDS}
+    fields["classes"] = tuple(params["classes"])
+    for key in ("semantic_labels", "instance_labels"):
+        fields[key] = params[key] or None
+    return EngineConfig(**fields)
