@@ -136,6 +136,15 @@ def test_tracks_lists_the_live_tracks_by_id() -> None:
     assert infos[0].since_seen_s == pytest.approx(0.3) and infos[0].age_s == pytest.approx(0.3)
     step(tracker, 0.6, [box(200, 50)], classes=[2])  # track 1 now unseen for 0.6 s > buffer
     assert [i.track_id for i in tracker.tracks()] == [2]
+    # A snapshot (what the node's diagnostics read from another thread) keeps its update's tracks
+    # while the tracker updates the same tracks in place.
+    snapshot = tracker.snapshot()
+    before = snapshot.tracks()
+    step(tracker, 0.7, [box(202, 51)], classes=[3])  # the class-change stage: same track, new class
+    after = tracker.tracks()
+    assert [(i.track_id, i.class_id, i.hits) for i in after] == [(2, 3, 4)]
+    assert snapshot.tracks() == before and [(i.class_id, i.hits) for i in before] == [(2, 3)]
+    assert Tracker(TrackerConfig()).snapshot().tracks() == []
 
 
 def test_a_class_change_continues_a_track_only_at_high_overlap() -> None:

@@ -100,7 +100,7 @@ from scipy.optimize import linear_sum_assignment
 from segmentation_ros.engine.panoptic import Segment
 from segmentation_ros.engine.results import Segmentation
 
-__all__ = ["TrackerConfig", "TrackInfo", "Tracker", "apply_track_ids", "box_iou"]
+__all__ = ["TrackerConfig", "TrackInfo", "TrackSnapshot", "Tracker", "apply_track_ids", "box_iou"]
 
 #: Time constant of the velocity smoothing (seconds of header time).
 VELOCITY_TIME_CONSTANT_S = 0.2
@@ -195,6 +195,35 @@ class TrackInfo:
     age_s: float
     hits: int
     since_seen_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class TrackSnapshot:
+    """The live tracks as of one update, in copies of the tracker's arrays: cheap to take after
+    every frame (a few small array copies), read later from another thread while the tracker goes
+    on (:meth:`tracks` builds the :class:`TrackInfo` records then)."""
+
+    last_ns: int | None
+    ids: np.ndarray
+    classes: np.ndarray
+    first_ns: np.ndarray
+    seen_ns: np.ndarray
+    hits: np.ndarray
+
+    def tracks(self) -> list[TrackInfo]:
+        """The live tracks, by id."""
+        if self.last_ns is None:
+            return []
+        return [
+            TrackInfo(
+                track_id=int(self.ids[k]),
+                class_id=int(self.classes[k]),
+                age_s=(self.last_ns - int(self.first_ns[k])) / 1e9,
+                hits=int(self.hits[k]),
+                since_seen_s=(self.last_ns - int(self.seen_ns[k])) / 1e9,
+            )
+            for k in np.argsort(self.ids, kind="stable")
+        ]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -300,19 +329,18 @@ class Tracker:
 
     def tracks(self) -> list[TrackInfo]:
         """The live tracks (seen within ``buffer_s`` of the last update), by id."""
-        if self._last_ns is None:
-            return []
-        order = np.argsort(self._ids, kind="stable")
-        return [
-            TrackInfo(
-                track_id=int(self._ids[k]),
-                class_id=int(self._classes[k]),
-                age_s=(self._last_ns - int(self._first_ns[k])) / 1e9,
-                hits=int(self._hits[k]),
-                since_seen_s=(self._last_ns - int(self._seen_ns[k])) / 1e9,
-            )
-            for k in order
-        ]
+        return self.snapshot().tracks()
+
+    def snapshot(self) -> TrackSnapshot:
+        """The live tracks as of the last update, unaffected by later updates."""
+        return TrackSnapshot(
+            self._last_ns,
+            self._ids.copy(),
+            self._classes.copy(),
+            self._first_ns.copy(),
+            self._seen_ns.copy(),
+            self._hits.copy(),
+        )
 
     def update(
         self, stamp_ns: int, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray

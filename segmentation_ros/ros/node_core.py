@@ -28,7 +28,7 @@ from segmentation_ros.engine.pipeline import (
     validate_frame,
 )
 from segmentation_ros.engine.results import Segmentation
-from segmentation_ros.engine.tracking import Tracker, TrackerConfig, TrackInfo, apply_track_ids
+from segmentation_ros.engine.tracking import Tracker, TrackerConfig, TrackSnapshot, apply_track_ids
 from segmentation_ros.engine.visualize import colorize_labels, colorize_panoptic, overlay
 from segmentation_ros.ros.conversions import (
     compressed_to_color,
@@ -237,11 +237,11 @@ class SegmentationCore:
         self._camera_info: dict[str, Any] = {}  # the latest camera_info per camera (receive_camera_info)
         # Parameter changes and track resets vs. processing. The inference thread holds the lock for a
         # whole batch and takes it again at once: it lets ``_waiting`` callers go first (threading.Lock
-        # is not fair). Diagnostics never wait for it: they read ``_track_list``, set after each batch.
+        # is not fair). Diagnostics never wait for it: they read ``_track_snapshots``, taken after each batch.
         self._lock = threading.Lock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
-        self._track_list: tuple[tuple[str, TrackInfo], ...] = ()
+        self._track_snapshots: tuple[tuple[str, TrackSnapshot], ...] = ()  # (camera, its tracks)
 
     # -- lifecycle --
     def engine_config(self) -> EngineConfig:
@@ -309,7 +309,7 @@ class SegmentationCore:
         """Forget every camera's tracks (deactivate, cleanup)."""
         with self._between_batches():
             self.trackers.clear()
-            self._track_list = ()
+            self._track_snapshots = ()
 
     @contextlib.contextmanager
     def _between_batches(self) -> Iterator[None]:
@@ -452,9 +452,7 @@ class SegmentationCore:
                     continue
                 done.append(stamp_ns)
             if self.params["tracking"]:
-                self._track_list = tuple(
-                    (cam, t) for cam, tracker in sorted(self.trackers.items()) for t in tracker.tracks()
-                )
+                self._track_snapshots = tuple((cam, tracker.snapshot()) for cam, tracker in sorted(self.trackers.items()))
         now = self.clock_ns()
         for stamp_ns in done:
             self.stats.processed += 1
@@ -611,7 +609,8 @@ class SegmentationCore:
             "last_error": s.last_error,
         }
         if self.params["tracking"]:
-            tracks = self._track_list  # as of the last batch: never waits for the one in progress
+            # as of the last batch: never waits for the one in progress
+            tracks = [(cam, t) for cam, snapshot in self._track_snapshots for t in snapshot.tracks()]
             values["tracks_active"] = str(len(tracks))
             # each track's age: camera/id=seconds since it started
             values["track_ages_s"] = " ".join(f"{topic_name(cam, str(t.track_id))}={t.age_s:.1f}" for cam, t in tracks)
