@@ -7,6 +7,8 @@ SIMD and one pass each) rather than numpy expressions with full-size temporaries
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -106,6 +108,14 @@ def instance_color(instance_id: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in _INSTANCE_TABLE[(int(instance_id) - 1) % 65535 + 1])
 
 
+@functools.cache
+def _caption_line(scale: float) -> tuple[int, int]:
+    """Height and baseline of a line of captions at ``scale``: one height for every caption,
+    descenders or not, so titles in a row line up (measured once per scale, not per caption)."""
+    (_, height), baseline = cv2.getTextSize("Agy", _CAPTION_FONT, scale, 1)
+    return height, baseline
+
+
 def _draw_caption(
     canvas: np.ndarray, text: str, x: int, y: int, scale: float, *, above: bool = False
 ) -> None:
@@ -121,8 +131,7 @@ def _draw_caption(
         scale: font scale of ``cv2.FONT_HERSHEY_SIMPLEX``.
     """
     (text_width, text_height), baseline = cv2.getTextSize(text, _CAPTION_FONT, scale, 1)
-    # One height for every caption of a scale, descenders or not, so titles in a row line up.
-    (_, line_height), line_baseline = cv2.getTextSize("Agy", _CAPTION_FONT, scale, 1)
+    line_height, line_baseline = _caption_line(scale)
     text_height, baseline = max(text_height, line_height), max(baseline, line_baseline)
     pad = 2
     width, height = text_width + 2 * pad, text_height + baseline + 2 * pad
