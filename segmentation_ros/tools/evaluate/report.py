@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+__all__ = ["format_report", "percent"]
 
-def _pct(value: float | None) -> str:
+
+def percent(value: float | None) -> str:
+    """A fraction as the reports print it: ``0.8123`` -> ``"81.2"``; None (undefined) -> ``"-"``."""
     return "-" if value is None else f"{100.0 * value:.1f}"
 
 
@@ -34,14 +37,14 @@ def format_report(report: dict) -> str:
         cells = []
         if sem:
             r = sem["per_class"].get(name, {})
-            cells += [_pct(r.get("iou")), _pct(r.get("accuracy"))]
+            cells += [percent(r.get("iou")), percent(r.get("accuracy"))]
         if inst:
             segm = inst["segm"]["per_class"].get(name, {})
             box = inst["bbox"]["per_class"].get(name, {})
-            cells += [_pct(segm.get("ap")), _pct(segm.get("ap50")), _pct(box.get("ap"))]
+            cells += [percent(segm.get("ap")), percent(segm.get("ap50")), percent(box.get("ap"))]
         if pan:
             r = pan["per_class"].get(name, {})
-            cells += [_pct(r.get("pq")), _pct(r.get("sq")), _pct(r.get("rq"))]
+            cells += [percent(r.get("pq")), percent(r.get("sq")), percent(r.get("rq"))]
         lines.append(row(name, "thing" if isthing else "stuff", cells))
     lines.append("-" * len(lines[0]))
     for label, sem_key, pan_key in (
@@ -51,15 +54,15 @@ def format_report(report: dict) -> str:
     ):
         cells = []
         if sem:
-            cells += [_pct(sem[sem_key]), _pct(sem["mean_accuracy"]) if label == "all" else "-"]
+            cells += [percent(sem[sem_key]), percent(sem["mean_accuracy"]) if label == "all" else "-"]
         if inst:
             if label == "stuff":
                 cells += ["-", "-", "-"]
             else:
-                cells += [_pct(inst["segm"]["ap"]), _pct(inst["segm"]["ap50"]), _pct(inst["bbox"]["ap"])]
+                cells += [percent(inst["segm"]["ap"]), percent(inst["segm"]["ap50"]), percent(inst["bbox"]["ap"])]
         if pan:
             p = pan[pan_key]
-            cells += [_pct(p["pq"]), _pct(p["sq"]), _pct(p["rq"])]
+            cells += [percent(p["pq"]), percent(p["sq"]), percent(p["rq"])]
         lines.append(row(label, "", cells))
     notes = []
     data = report.get("data", {})
@@ -68,17 +71,17 @@ def format_report(report: dict) -> str:
     )
     if sem:
         notes.append(
-            f"semantic: mIoU {_pct(sem['miou'])}, pixel accuracy {_pct(sem['pixel_accuracy'])} over "
+            f"semantic: mIoU {percent(sem['miou'])}, pixel accuracy {percent(sem['pixel_accuracy'])} over "
             f"{sem['pixels']} pixels; void id {sem['void_id']} ignored"
         )
     if inst:
         notes.append(
-            f"instance: COCO AP@[.5:.95] {_pct(inst['segm']['ap'])} (AP75 {_pct(inst['segm']['ap75'])}), "
-            f"box AP {_pct(inst['bbox']['ap'])}; {inst['predictions']} detections, {inst['gt_instances']} "
+            f"instance: COCO AP@[.5:.95] {percent(inst['segm']['ap'])} (AP75 {percent(inst['segm']['ap75'])}), "
+            f"box AP {percent(inst['bbox']['ap'])}; {inst['predictions']} detections, {inst['gt_instances']} "
             f"ground-truth instances; masks: {inst['mask_source']}"
         )
     if pan:
-        notes.append(f"panoptic: PQ {_pct(pan['all']['pq'])} over {pan['all']['n']} classes")
+        notes.append(f"panoptic: PQ {percent(pan['all']['pq'])} over {pan['all']['n']} classes")
     timing = report.get("timing", {})
     if timing:
         notes.append(

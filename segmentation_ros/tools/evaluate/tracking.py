@@ -60,6 +60,7 @@ import numpy as np
 from segmentation_ros.engine.results import InstanceResult
 from segmentation_ros.tools.evaluate.evaluation import Segmenter, segment_in_batches
 from segmentation_ros.tools.evaluate.metrics import MASK_SOURCES
+from segmentation_ros.tools.evaluate.report import percent
 
 __all__ = [
     "IOU_THRESHOLD",
@@ -440,10 +441,6 @@ def evaluate_tracking(
     return report
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100.0 * value:.1f}"
-
-
 def format_tracking_report(report: dict) -> str:
     """The tracking report as a text table: one row per id set (and per id set over detected
     objects); percentages, then counts and notes."""
@@ -458,17 +455,17 @@ def format_tracking_report(report: dict) -> str:
     lines = [header, "-" * len(header)]
     for label, m in rows:
         cells = [
-            _pct(m["idf1"]),
-            _pct(m["idp"]),
-            _pct(m["idr"]),
-            _pct(m["mota"]),
+            percent(m["idf1"]),
+            percent(m["idp"]),
+            percent(m["idr"]),
+            percent(m["mota"]),
             str(m["switches"]),
             str(m["fragmentations"]),
-            _pct(m["precision"]),
-            _pct(m["recall"]),
+            percent(m["precision"]),
+            percent(m["recall"]),
             str(m["false_positives"]),
             str(m["misses"]),
-            _pct(m["mean_iou"]),
+            percent(m["mean_iou"]),
         ]
         lines.append(f"{label:{width}} " + " ".join(f"{c:>6}" for c in cells))
     data = report.get("data", {})
@@ -490,12 +487,12 @@ def format_tracking_report(report: dict) -> str:
     if bands:
         total = sum(b["gt_instances"] for b in tracking["recall_by_area"]) or 1
         cells = [
-            f"{name} px {_pct(b['recall'])} % of {b['gt_instances']} ({100 * b['gt_instances'] / total:.0f} %)"
+            f"{name} px {percent(b['recall'])} % of {b['gt_instances']} ({100 * b['gt_instances'] / total:.0f} %)"
             for name, b in zip(bands, tracking["recall_by_area"], strict=True)
         ]
         notes.append("recall by visible area: " + ", ".join(cells))
     per_sequence = ", ".join(
-        f"{s['name']} {_pct(s['tracked']['idf1'])}/{_pct(s['untracked']['idf1'])}"
+        f"{s['name']} {percent(s['tracked']['idf1'])}/{percent(s['untracked']['idf1'])}"
         for s in tracking.get("sequences", [])
         if "tracked" in s and "untracked" in s
     )
