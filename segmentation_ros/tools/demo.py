@@ -47,10 +47,7 @@ EVAL_SPLITS: dict[str, tuple[str, str]] = {
 def format_demo_metrics(metrics: dict[str, Any]) -> str:
     """``metrics.json``'s content as text: the headline numbers side by side, then each split's full
     report (:func:`~segmentation_ros.tools.evaluate.format_report`) under its title."""
-    from segmentation_ros.tools.evaluate import format_report
-
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{100.0 * value:.1f}"
+    from segmentation_ros.tools.evaluate.report import format_report, percent
 
     width = max(len(key) for key in EVAL_SPLITS)
     lines = [f"{'':{width}} {'split':5} {'mIoU':>6} {'AP50':>6} {'PQ':>6}"]
@@ -59,7 +56,7 @@ def format_demo_metrics(metrics: dict[str, Any]) -> str:
         miou = report.get("semantic", {}).get("miou")
         ap50 = report.get("instance", {}).get("segm", {}).get("ap50")
         pq = report.get("panoptic", {}).get("all", {}).get("pq")
-        lines.append(f"{key:{width}} {split:5} {pct(miou):>6} {pct(ap50):>6} {pct(pq):>6}")
+        lines.append(f"{key:{width}} {split:5} {percent(miou):>6} {percent(ap50):>6} {percent(pq):>6}")
     for key, (_, title) in EVAL_SPLITS.items():
         lines += ["", f"== {title}", format_report(metrics[key])]
     return "\n".join(lines)
@@ -123,6 +120,7 @@ def run_demo(
     from segmentation_ros.engine.visualize import colorize_instances, colorize_labels, side_by_side
     from segmentation_ros.ros.bag import load_engine, process_bag
     from segmentation_ros.tools.evaluate import evaluate
+    from segmentation_ros.tools.evaluate.data import synthetic_data_config
     from segmentation_ros.tools.synthetic import generate_scenes, generate_sequence, write_sequence_bag
 
     for name, value in (("frames", frames), ("eval_scenes", eval_scenes), ("picture_frames", picture_frames)):
@@ -192,14 +190,7 @@ def run_demo(
             scenes = generate_scenes(eval_scenes, seed, width, height, split=split)
             report = evaluate(engine, scenes, progress=progress)
             # the data keys of `segmentation-ros eval --json`'s config: reports of both compare directly
-            size = f"{width}x{height}"
-            data = {
-                "data": f"synthetic:{size}",
-                "split": split,
-                "seed": seed,
-                "num": eval_scenes,
-                "resolution": size,
-            }
+            data = synthetic_data_config(f"synthetic:{width}x{height}", width, height, split=split, seed=seed, num=eval_scenes)
             metrics[key] = {"config": data, **report}
         metrics["config"] = {
             "parameters": params,

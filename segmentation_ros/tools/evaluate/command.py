@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segmentation_ros.tools.evaluate.data import synthetic_data_config
 from segmentation_ros.tools.evaluate.evaluation import evaluate
 from segmentation_ros.tools.evaluate.metrics import MASK_SOURCES
 from segmentation_ros.tools.evaluate.report import format_report
@@ -110,7 +111,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         width, height = size
         num = args.num if args.num is not None else DEFAULT_SYNTHETIC_NUM
         data: Any = generate_scenes(num, args.seed, width, height, split=args.split)
-        data_config.update(split=args.split, seed=args.seed, num=num, resolution=f"{width}x{height}")
+        data_config = synthetic_data_config(args.data, width, height, split=args.split, seed=args.seed, num=num)
     elif Path(args.data).is_dir():
         if args.split != DEFAULT_EVAL_SPLIT:
             raise ValueError(

@@ -120,6 +120,12 @@ def _segments_info(entry: dict, segment_ids: np.ndarray, label_set: LabelSet, pn
     return segments
 
 
+def synthetic_data_config(spec: str, width: int, height: int, *, split: str, seed: int, num: int) -> dict[str, Any]:
+    """What a report's ``config`` says of synthetic data (``segmentation-ros eval`` and the demo):
+    the ``--data`` spec, split, seed, number of scenes and resolution."""
+    return {"data": spec, "split": split, "seed": seed, "num": num, "resolution": f"{width}x{height}"}
+
+
 class _SizedSamples(Iterator[EvalSample]):
     """A lazy iterator over samples that knows how many it yields in all (``len``)."""
 
