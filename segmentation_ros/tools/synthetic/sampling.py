@@ -350,6 +350,14 @@ def _like_ground(
     return out
 
 
+def _sample_world(rng: np.random.Generator, objects: list[Primitive], split: str) -> World:
+    """A :class:`World` of ``objects`` with the split's appearance; some objects coloured like its
+    ground."""
+    appearance = _sample_appearance(rng, held_out=split in HELD_OUT_SPLITS)
+    objects = _like_ground(rng, objects, appearance["ground_color"])
+    return World(objects=tuple(objects), **appearance)
+
+
 def _sample_sensor(rng: np.random.Generator) -> _Sensor:
     return _Sensor(
         exposure=float(rng.uniform(0.7, 1.35)),
@@ -479,9 +487,7 @@ def generate_scene(
 
     count = int(rng.integers(lo, hi + 1))
     objects = _place_objects(rng, count, sample_anchor, allowed)
-    appearance = _sample_appearance(rng, held_out=split in HELD_OUT_SPLITS)
-    objects = _like_ground(rng, objects, appearance["ground_color"])
-    world = World(objects=tuple(objects), **appearance)
+    world = _sample_world(rng, objects, split)
     return render(
         world,
         intrinsics,
@@ -604,9 +610,7 @@ def generate_sequence(
 
     count = max(1, int(round(objects_per_meter * path_length)))
     objects = _place_objects(rng, count, sample_anchor, allowed)
-    appearance = _sample_appearance(rng, held_out=split in HELD_OUT_SPLITS)
-    objects = _like_ground(rng, objects, appearance["ground_color"])
-    world = World(objects=tuple(objects), **appearance)
+    world = _sample_world(rng, objects, split)
     sensor = _sample_sensor(rng)
 
     frame_step = substeps
